@@ -1,0 +1,136 @@
+"""Every error aioredismq and its benchmark harness raise.
+
+    AioRedisMQError
+    ├── ConfigError               bad input from a user: a file, a field, a flag
+    │   ├── WorkloadError         a workload YAML file
+    │   └── DriverConfigError     a driver YAML file
+    ├── RedisError                the server or the way to it
+    │   ├── RedisConnectionError  cannot reach or lost the server (retriable)
+    │   │   └── ServerUnavailableError  nothing answers at the address given
+    │   ├── ReplyError            the server answered a command with an error
+    │   │   ├── NoGroupError      the stream or its consumer group is gone
+    │   │   └── BusyGroupError    the consumer group already exists
+    │   └── ProtocolError         a reply that does not parse
+    ├── ClosedError               a producer, consumer or client used after close
+    └── WorkerError               a benchmark worker process failed
+
+Callers that retry ask `err.retriable` instead of testing classes one by one.
+`ConfigError` and `ServerUnavailableError` are what the `bench` command reports
+as one line with exit status 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AioRedisMQError",
+    "BusyGroupError",
+    "ClosedError",
+    "ConfigError",
+    "DriverConfigError",
+    "NoGroupError",
+    "ProtocolError",
+    "RedisConnectionError",
+    "RedisError",
+    "ReplyError",
+    "ServerUnavailableError",
+    "WorkerError",
+    "WorkloadError",
+    "reply_error",
+]
+
+
+class AioRedisMQError(Exception):
+    """Root of every error raised here."""
+
+    #: True when the same call may succeed if tried again later.
+    retriable: bool = False
+
+
+class ConfigError(AioRedisMQError):
+    """A value a user gave is not allowed.
+
+    The message names where the value came from (`source`, usually a file
+    path or a flag), the field, the value and what is allowed, in one line:
+
+        workloads/x.yaml: keyDistributor: 'ROUND_ROBIN' is not allowed;
+        expected one of NO_KEY, KEY_ROUND_ROBIN, RANDOM_NANO
+    """
+
+    def __init__(
+        self,
+        source: str,
+        field: str | None,
+        value: object,
+        allowed: str,
+    ) -> None:
+        self.source = source
+        self.field = field
+        self.value = value
+        self.allowed = allowed
+        where = f"{source}: {field}" if field else source
+        super().__init__(f"{where}: {value!r} is not allowed; {allowed}")
+
+
+class WorkloadError(ConfigError):
+    """A workload file is missing, malformed or holds a value not allowed."""
+
+
+class DriverConfigError(ConfigError):
+    """A driver file is missing, malformed or holds a value not allowed."""
+
+
+class RedisError(AioRedisMQError):
+    """Something went wrong talking to the server."""
+
+
+class RedisConnectionError(RedisError):
+    """The connection could not be made or was lost."""
+
+    retriable = True
+
+
+class ServerUnavailableError(RedisConnectionError):
+    """Nothing answers at the address given."""
+
+    def __init__(self, address: str, reason: str) -> None:
+        self.address = address
+        self.reason = reason
+        super().__init__(
+            f"cannot reach a Redis server at {address}: {reason}; "
+            "start one there, or give another address"
+        )
+
+
+class ReplyError(RedisError):
+    """The server answered a command with an error reply."""
+
+
+class NoGroupError(ReplyError):
+    """NOGROUP: the stream key or its consumer group does not exist."""
+
+    retriable = True
+
+
+class BusyGroupError(ReplyError):
+    """BUSYGROUP: the consumer group already exists."""
+
+
+class ProtocolError(RedisError):
+    """A reply from the server could not be parsed."""
+
+
+class ClosedError(AioRedisMQError):
+    """The object was used after it was closed."""
+
+
+class WorkerError(AioRedisMQError):
+    """A benchmark worker process failed or went away."""
+
+
+def reply_error(message: str) -> ReplyError:
+    """Build the most specific error for an error reply's text."""
+    if message.startswith("NOGROUP"):
+        return NoGroupError(message)
+    if message.startswith("BUSYGROUP"):
+        return BusyGroupError(message)
+    return ReplyError(message)

@@ -1,0 +1,72 @@
+"""Topics: N partitions, one stream key each, and the admin calls on them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aioredismq import keys
+from aioredismq.connection import Connection, encode_command, raise_for_reply
+from aioredismq.errors import ConfigError
+
+__all__ = ["Topic", "create_topic", "delete_topic", "open_topic"]
+
+# Redis allows up to 2**32 - 1 keys; far fewer partitions already stop making
+# sense, and the bound keeps a typo from creating millions of keys.
+MAX_PARTITIONS = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    """A named set of partitions; partition i is the stream `stream_keys[i]`."""
+
+    name: str
+    partitions: int
+    stream_keys: tuple[str, ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.partitions <= MAX_PARTITIONS:
+            allowed = f"expected 1 to {MAX_PARTITIONS} partitions"
+            source = f"topic {self.name!r}"
+            raise ConfigError(source, "partitions", self.partitions, allowed)
+        names = tuple(keys.stream_key(self.name, i) for i in range(self.partitions))
+        object.__setattr__(self, "stream_keys", names)
+
+
+async def create_topic(conn: Connection, name: str, partitions: int) -> Topic:
+    """Record a topic's partition count; the streams appear on first write.
+
+    Creating a topic that exists with the same count is a no-op; with another
+    count it is an error, because keys already hashed to partitions would move.
+    """
+    topic = Topic(name, partitions)
+    meta = keys.topic_meta_key(name)
+    await conn.execute("HSETNX", meta, "partitions", partitions)
+    existing = int(await conn.execute("HGET", meta, "partitions"))
+    if existing != partitions:
+        allowed = f"topic exists with {existing} partitions"
+        raise ConfigError(f"topic {name!r}", "partitions", partitions, allowed)
+    return topic
+
+
+async def open_topic(conn: Connection, name: str) -> Topic:
+    """The topic as another process created it."""
+    reply = await conn.execute("HGET", keys.topic_meta_key(name), "partitions")
+    if reply is None:
+        raise ConfigError("topic", "name", name, "no such topic; create it first")
+    return Topic(name, int(reply))
+
+
+async def delete_topic(conn: Connection, topic: Topic) -> int:
+    """Delete every stream, dead-letter stream and group of a topic.
+
+    Returns how many keys existed. Keys go one command each, so this works on
+    a cluster too, where one DEL may not span slots.
+    """
+    names = [keys.topic_meta_key(topic.name)]
+    for i in range(topic.partitions):
+        names.append(keys.stream_key(topic.name, i))
+        names.append(keys.dead_letter_key(topic.name, i))
+    replies = await conn.request(
+        b"".join(encode_command("DEL", name) for name in names), len(names)
+    )
+    return sum(int(raise_for_reply(reply)) for reply in replies)

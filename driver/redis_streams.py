@@ -1,0 +1,269 @@
+"""The Redis / Valkey Streams driver, built on the aioredismq core.
+
+Unlike OMB's own Redis driver it honours `partitionsPerTopic` (one stream per
+partition), acks what it consumes, keeps payloads as bytes, never blocks the
+event loop inside a send, removes what a run created, and stamps each message
+with the producer's clock in microseconds.
+
+Driver file keys (besides `name` and `driverClass`):
+
+    redisHost, redisPort        server address (127.0.0.1, 6379)
+    redisUser, redisPass        credentials; the user only counts with a password
+    redisDb                     database number (0)
+    redisTls                    connect with TLS (false)
+    consumerReadCount           entries per partition per read (500)
+    consumerBlockMs             how long an idle read waits on the server (100)
+    streamMaxLenApprox          trim each partition to about this many entries
+                                (`XADD MAXLEN ~`); unset keeps everything
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from aioredismq.connection import Connection, ConnectionSettings, is_reply_error
+from aioredismq.consumer import Entry, GroupConsumer, entry_payload_ts
+from aioredismq.errors import DriverConfigError
+from aioredismq.producer import FIELD_PAYLOAD, FIELD_TS, Producer
+from aioredismq.topic import Topic, create_topic, delete_topic, open_topic
+from driver.base import (
+    BenchmarkConsumer,
+    BenchmarkDriver,
+    BenchmarkProducer,
+    ConsumerCallback,
+)
+
+__all__ = ["RedisStreamsDriver"]
+
+logger = logging.getLogger(__name__)
+
+FRAMEWORK_KEYS = frozenset({"name", "driverClass"})
+# Keys of OMB's Java driver file that mean nothing here (Jedis pool sizes:
+# this driver gives every producer and consumer its own connection instead).
+JAVA_ONLY_KEYS = frozenset({"jedisPoolMaxTotal", "jedisPoolMaxIdle"})
+OWN_KEYS = frozenset(
+    {
+        "redisHost",
+        "redisPort",
+        "redisUser",
+        "redisPass",
+        "redisDb",
+        "redisTls",
+        "consumerReadCount",
+        "consumerBlockMs",
+        "streamMaxLenApprox",
+    }
+)
+
+
+def _random_suffix() -> str:
+    return base64.urlsafe_b64encode(os.urandom(5)).decode().rstrip("=")
+
+
+def _int_key(
+    config: Mapping[str, Any], source: str, key: str, default: int, low: int, high: int
+) -> int:
+    value = config.get(key, default)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not low <= value <= high
+    ):
+        raise DriverConfigError(source, key, value, f"expected an integer {low}-{high}")
+    return value
+
+
+def _str_key(config: Mapping[str, Any], source: str, key: str) -> str | None:
+    value = config.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    raise DriverConfigError(source, key, value, "expected a string")
+
+
+class RedisStreamsProducer(BenchmarkProducer):
+    def __init__(self, producer: Producer) -> None:
+        self._producer = producer
+        self._loop = asyncio.get_running_loop()
+
+    async def send_async(self, key: str | None, payload: bytes) -> None:
+        await self._producer.send(payload, key)
+
+    def send_batch(
+        self, keys: Sequence[str] | None, payloads: Sequence[bytes]
+    ) -> asyncio.Future[int]:
+        failed: asyncio.Future[int] = self._loop.create_future()
+        try:
+            replies = self._producer.send_many(payloads, keys)
+        except Exception:
+            failed.set_result(len(payloads))
+            return failed
+
+        def count_failures(done: asyncio.Future[list[Any]]) -> None:
+            if done.cancelled() or done.exception() is not None:
+                failed.set_result(len(payloads))
+            else:
+                failed.set_result(sum(map(is_reply_error, done.result())))
+
+        replies.add_done_callback(count_failures)
+        return failed
+
+    async def close(self) -> None:
+        await self._producer.close()
+        await self._producer.connection.close()
+
+
+class RedisStreamsConsumer(BenchmarkConsumer):
+    def __init__(self, callback: ConsumerCallback) -> None:
+        self._callback = callback
+        self.group_consumer: GroupConsumer | None = None
+
+    def on_entries(self, partition: int, entries: list[Entry]) -> None:
+        payloads: list[bytes] = []
+        stamps_us: list[int] = []
+        for _, fields in entries:
+            if fields[0] == FIELD_TS and fields[2] == FIELD_PAYLOAD:
+                stamps_us.append(int(fields[1]))
+                payloads.append(fields[3])
+            else:
+                payload, stamp_us = entry_payload_ts(fields)
+                payloads.append(payload)
+                stamps_us.append(stamp_us)
+        self._callback.messages_received(payloads, stamps_us)
+
+    def pause(self) -> None:
+        if self.group_consumer is not None:
+            self.group_consumer.pause()
+
+    def resume(self) -> None:
+        if self.group_consumer is not None:
+            self.group_consumer.resume()
+
+    async def close(self) -> None:
+        if self.group_consumer is not None:
+            await self.group_consumer.stop()
+
+
+class RedisStreamsDriver(BenchmarkDriver):
+    """Topics are partitioned streams; subscriptions are consumer groups."""
+
+    def __init__(self) -> None:
+        self._settings = ConnectionSettings()
+        self._admin: Connection | None = None
+        self._topics: dict[str, Topic] = {}
+        self._read_count = 500
+        self._block_ms = 100
+        self._maxlen: int | None = None
+        self._closeables: list[RedisStreamsProducer | RedisStreamsConsumer] = []
+
+    async def initialize(self, config: Mapping[str, Any], source: str) -> None:
+        ignored = sorted(set(config) & JAVA_ONLY_KEYS)
+        unknown = sorted(set(config) - FRAMEWORK_KEYS - JAVA_ONLY_KEYS - OWN_KEYS)
+        if ignored or unknown:
+            logger.warning(
+                "%s: ignoring keys this driver does not use: %s",
+                source,
+                ", ".join(ignored + unknown),
+            )
+        host = _str_key(config, source, "redisHost") or "127.0.0.1"
+        tls = config.get("redisTls", False)
+        if not isinstance(tls, bool):
+            raise DriverConfigError(source, "redisTls", tls, "expected true or false")
+        self._settings = ConnectionSettings(
+            host=host,
+            port=_int_key(config, source, "redisPort", 6379, 1, 65535),
+            username=_str_key(config, source, "redisUser"),
+            password=_str_key(config, source, "redisPass"),
+            db=_int_key(config, source, "redisDb", 0, 0, 1 << 16),
+            tls=tls,
+        )
+        if self._settings.password is None and self._settings.username is not None:
+            # OMB's driver uses the user only together with a password.
+            self._settings = ConnectionSettings(
+                host=self._settings.host,
+                port=self._settings.port,
+                db=self._settings.db,
+                tls=tls,
+            )
+        self._read_count = _int_key(
+            config, source, "consumerReadCount", 500, 1, 1_000_000
+        )
+        self._block_ms = _int_key(config, source, "consumerBlockMs", 100, 1, 60_000)
+        if config.get("streamMaxLenApprox") is not None:
+            self._maxlen = _int_key(config, source, "streamMaxLenApprox", 0, 1, 1 << 62)
+        self._admin = await Connection.open(self._settings)
+
+    @property
+    def settings(self) -> ConnectionSettings:
+        return self._settings
+
+    @property
+    def topic_name_prefix(self) -> str:
+        return "redis-openmessaging-benchmark"
+
+    def _admin_conn(self) -> Connection:
+        if self._admin is None:
+            raise RuntimeError("driver used before initialize()")
+        return self._admin
+
+    async def create_topic(self, topic: str, partitions: int) -> None:
+        self._topics[topic] = await create_topic(self._admin_conn(), topic, partitions)
+
+    async def _topic(self, name: str) -> Topic:
+        topic = self._topics.get(name)
+        if topic is None:
+            topic = self._topics[name] = await open_topic(self._admin_conn(), name)
+        return topic
+
+    async def create_producer(self, topic: str) -> BenchmarkProducer:
+        conn = await Connection.open(self._settings)
+        producer = Producer(conn, await self._topic(topic), maxlen_approx=self._maxlen)
+        wrapper = RedisStreamsProducer(producer)
+        self._closeables.append(wrapper)
+        return wrapper
+
+    async def create_consumer(
+        self, topic: str, subscription_name: str, callback: ConsumerCallback
+    ) -> BenchmarkConsumer:
+        wrapper = RedisStreamsConsumer(callback)
+        group_consumer = GroupConsumer(
+            self._settings,
+            await self._topic(topic),
+            subscription_name,
+            f"consumer-{_random_suffix()}",
+            wrapper.on_entries,
+            count=self._read_count,
+            block_ms=self._block_ms,
+        )
+        await group_consumer.start()
+        wrapper.group_consumer = group_consumer
+        self._closeables.append(wrapper)
+        return wrapper
+
+    async def delete_topics(self, topics: Sequence[str]) -> None:
+        conn = self._admin_conn()
+        for name in topics:
+            await delete_topic(conn, await self._topic(name))
+
+    async def describe(self) -> dict[str, Any]:
+        info = (await self._admin_conn().execute("INFO", "server")).decode()
+        facts = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+        return {
+            "server": "valkey" if "valkey_version" in facts else "redis",
+            "version": facts.get("valkey_version") or facts.get("redis_version"),
+            "address": self._settings.address,
+        }
+
+    async def close(self) -> None:
+        for item in reversed(self._closeables):
+            await item.close()
+        self._closeables.clear()
+        if self._admin is not None:
+            await self._admin.close()
+            self._admin = None

