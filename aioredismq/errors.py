@@ -70,6 +70,10 @@ class ConfigError(AioRedisMQError):
         where = f"{source}: {field}" if field else source
         super().__init__(f"{where}: {value!r} is not allowed; {allowed}")
 
+    def __reduce__(self) -> tuple[type, tuple[object, ...]]:
+        # Keeps the error intact when it crosses from a worker process.
+        return type(self), (self.source, self.field, self.value, self.allowed)
+
 
 class WorkloadError(ConfigError):
     """A workload file is missing, malformed or holds a value not allowed."""
@@ -99,6 +103,9 @@ class ServerUnavailableError(RedisConnectionError):
             f"cannot reach a Redis server at {address}: {reason}; "
             "start one there, or give another address"
         )
+
+    def __reduce__(self) -> tuple[type, tuple[object, ...]]:
+        return type(self), (self.address, self.reason)
 
 
 class ReplyError(RedisError):

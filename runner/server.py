@@ -105,10 +105,13 @@ class EmbeddedServer:
                     sock.sendall(b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n")
                     reply = sock.recv(65536).decode(errors="replace")
                 if "_version:" in reply:
-                    for line in reply.splitlines():
-                        if line.startswith(("valkey_version:", "redis_version:")):
-                            self.version = line.split(":", 1)[1]
-                            break
+                    # Valkey reports a redis_version for compatibility too.
+                    facts = dict(
+                        line.split(":", 1) for line in reply.splitlines() if ":" in line
+                    )
+                    self.version = facts.get("valkey_version") or facts.get(
+                        "redis_version", ""
+                    )
                     return
             except OSError:
                 pass

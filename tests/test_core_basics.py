@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 
+import pytest
+
 from aioredismq import keys
 from aioredismq.connection import Connection, ConnectionSettings, is_reply_error
 from aioredismq.consumer import Entry, GroupConsumer, entry_payload_ts
 from aioredismq.errors import ConfigError
 from aioredismq.producer import Producer
 from aioredismq.topic import create_topic, delete_topic, open_topic
-
-import pytest
 
 
 async def test_topic_roundtrip(conn: Connection) -> None:

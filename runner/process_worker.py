@@ -1,0 +1,222 @@
+"""A worker in its own process, driven through a pipe.
+
+The child runs a `LocalWorker` on its own event loop (uvloop when
+installed). Each call the coordinator makes is sent as `(method, args)`
+and answered with `("ok", value)` or `("error", exception)`. If the
+coordinator goes away the pipe closes and the child stops its load and exits,
+so no worker outlives a run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import multiprocessing.connection
+import pickle
+import signal
+from collections.abc import Sequence
+from typing import Any
+
+from aioredismq.errors import AioRedisMQError, WorkerError
+from runner.protocol import (
+    CountersStats,
+    CumulativeLatencies,
+    DriverSpec,
+    PeriodStats,
+    ProducerWorkAssignment,
+    TopicSubscription,
+    Worker,
+)
+
+__all__ = ["ProcessWorker"]
+
+logger = logging.getLogger(__name__)
+
+CALL_TIMEOUT_S = 600.0
+EXIT_TIMEOUT_S = 10.0
+
+
+def _child_main(
+    conn: multiprocessing.connection.Connection, worker_id: str, log_level: int
+) -> None:
+    # Ctrl-C goes to the whole process group; the coordinator decides how the
+    # run ends and tells the workers through the pipe.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(
+        level=log_level, format=f"%(asctime)s {worker_id} %(levelname)s %(message)s"
+    )
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency where it builds
+        asyncio.run(_serve(conn, worker_id))
+    else:
+        uvloop.run(_serve(conn, worker_id))
+
+
+async def _serve(conn: multiprocessing.connection.Connection, worker_id: str) -> None:
+    from runner.local_worker import LocalWorker
+
+    worker = LocalWorker(worker_id)
+    loop = asyncio.get_running_loop()
+    requests: asyncio.Queue[tuple[str, tuple[Any, ...]] | None] = asyncio.Queue()
+
+    def on_readable() -> None:
+        try:
+            requests.put_nowait(conn.recv())
+        except (EOFError, OSError):
+            loop.remove_reader(conn.fileno())
+            requests.put_nowait(None)
+
+    loop.add_reader(conn.fileno(), on_readable)
+    try:
+        while (request := await requests.get()) is not None:
+            method, args = request
+            try:
+                value = await getattr(worker, method)(*args)
+            except Exception as err:
+                reply: tuple[str, Any] = ("error", _portable(err))
+            else:
+                reply = ("ok", value)
+            try:
+                _send_reply(conn, method, reply)
+            except (BrokenPipeError, OSError):
+                break
+            if method == "close":
+                break
+    finally:
+        loop.remove_reader(conn.fileno())
+        await worker.stop_all()
+
+
+def _send_reply(
+    conn: multiprocessing.connection.Connection, method: str, reply: tuple[str, Any]
+) -> None:
+    try:
+        data = pickle.dumps(reply)
+    except Exception as err:  # noqa: BLE001 - any pickling failure is a bug here
+        failure = WorkerError(f"{method} returned something that cannot be sent: {err}")
+        data = pickle.dumps(("error", failure))
+    conn.send_bytes(data)
+
+
+def _portable(err: Exception) -> Exception:
+    """The error itself when it pickles, else a WorkerError with its text."""
+    if isinstance(err, AioRedisMQError):
+        return err
+    return WorkerError(f"{type(err).__name__}: {err}")
+
+
+class ProcessWorker(Worker):
+    """Proxy for a `LocalWorker` running in a child process."""
+
+    def __init__(self, worker_id: str, log_level: int = logging.INFO) -> None:
+        self._id = worker_id
+        context = multiprocessing.get_context("spawn")
+        self._conn, child_conn = context.Pipe()
+        self._process = context.Process(
+            target=_child_main,
+            args=(child_conn, worker_id, log_level),
+            name=f"bench-{worker_id}",
+            daemon=True,
+        )
+        self._process.start()
+        child_conn.close()
+        self._lock = asyncio.Lock()
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    async def _call(self, method: str, *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        async with self._lock:
+            try:
+                self._conn.send((method, args))
+                ready = await loop.run_in_executor(
+                    None, self._conn.poll, CALL_TIMEOUT_S
+                )
+                if not ready:
+                    raise WorkerError(f"worker {self._id} did not answer {method}")
+                status, value = self._conn.recv()
+            except (EOFError, OSError, BrokenPipeError) as err:
+                code = self._process.exitcode
+                raise WorkerError(
+                    f"worker {self._id} went away during {method} (exit code {code})"
+                ) from err
+        if status == "error":
+            raise value
+        return value
+
+    async def initialize_driver(self, spec: DriverSpec) -> None:
+        await self._call("initialize_driver", spec)
+
+    async def create_topics(self, topics: int, partitions_per_topic: int) -> list[str]:
+        names: list[str] = await self._call(
+            "create_topics", topics, partitions_per_topic
+        )
+        return names
+
+    async def create_producers(self, topics: Sequence[str]) -> None:
+        await self._call("create_producers", list(topics))
+
+    async def create_consumers(self, assignment: Sequence[TopicSubscription]) -> None:
+        await self._call("create_consumers", list(assignment))
+
+    async def probe_producers(self) -> None:
+        await self._call("probe_producers")
+
+    async def start_load(self, assignment: ProducerWorkAssignment) -> None:
+        await self._call("start_load", assignment)
+
+    async def adjust_publish_rate(self, publish_rate_per_s: float) -> None:
+        await self._call("adjust_publish_rate", publish_rate_per_s)
+
+    async def pause_consumers(self) -> None:
+        await self._call("pause_consumers")
+
+    async def resume_consumers(self) -> None:
+        await self._call("resume_consumers")
+
+    async def get_counters_stats(self) -> CountersStats:
+        stats: CountersStats = await self._call("get_counters_stats")
+        return stats
+
+    async def get_period_stats(self) -> PeriodStats:
+        stats: PeriodStats = await self._call("get_period_stats")
+        return stats
+
+    async def get_cumulative_latencies(self) -> CumulativeLatencies:
+        stats: CumulativeLatencies = await self._call("get_cumulative_latencies")
+        return stats
+
+    async def reset_stats(self) -> None:
+        await self._call("reset_stats")
+
+    async def stop_load(self) -> None:
+        await self._call("stop_load")
+
+    async def stop_all(self) -> None:
+        await self._call("stop_all")
+
+    async def delete_topics(self, topics: Sequence[str]) -> None:
+        await self._call("delete_topics", list(topics))
+
+    async def describe(self) -> dict[str, Any]:
+        facts: dict[str, Any] = await self._call("describe")
+        return facts
+
+    async def close(self) -> None:
+        """Stop the child's load and wait for it to exit (kill if it hangs)."""
+        if self._process.is_alive():
+            try:
+                await asyncio.wait_for(self._call("close"), EXIT_TIMEOUT_S)
+            except (WorkerError, TimeoutError):
+                pass
+        self._conn.close()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._process.join, EXIT_TIMEOUT_S)
+        if self._process.is_alive():
+            logger.warning("worker %s did not exit; killing it", self._id)
+            self._process.kill()
+            await loop.run_in_executor(None, self._process.join)
