@@ -5,10 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from aioredismq import keys
-from aioredismq.connection import Connection, encode_command, raise_for_reply
+from aioredismq.connection import (
+    Connection,
+    encode_command,
+    is_reply_error,
+    raise_for_reply,
+)
 from aioredismq.errors import ConfigError
 
-__all__ = ["Topic", "create_topic", "delete_topic", "open_topic"]
+__all__ = [
+    "Topic",
+    "create_topic",
+    "delete_topic",
+    "open_topic",
+    "trim_acknowledged",
+]
 
 # Redis allows up to 2**32 - 1 keys; far fewer partitions already stop making
 # sense, and the bound keeps a typo from creating millions of keys.
@@ -70,3 +81,54 @@ async def delete_topic(conn: Connection, topic: Topic) -> int:
         b"".join(encode_command("DEL", name) for name in names), len(names)
     )
     return sum(int(raise_for_reply(reply)) for reply in replies)
+
+
+def _id_tuple(entry_id: bytes) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition(b"-")
+    return int(ms), int(seq or 0)
+
+
+async def trim_acknowledged(conn: Connection, topic: Topic) -> int:
+    """Trim each partition to what some consumer group still needs.
+
+    An entry can go once every group on its stream has had it delivered and
+    acked: everything below the smallest id that is still pending, or not yet
+    delivered, in any group. Streams without groups are left alone. Trimming
+    is approximate (`MINID ~`), so whole radix-tree nodes go and a few extra
+    entries stay. Returns how many entries were removed.
+    """
+    keys_ = topic.stream_keys
+    infos = await conn.request(
+        b"".join(encode_command("XINFO", "GROUPS", key) for key in keys_), len(keys_)
+    )
+    pending_queries: list[tuple[int, bytes, bytes]] = []
+    floors: dict[int, tuple[int, int]] = {}
+    for index, info in enumerate(infos):
+        if is_reply_error(info) or not info:
+            continue  # no stream yet, or no group: nothing is known consumed
+        for group in info:
+            fields = dict(zip(group[::2], group[1::2], strict=True))
+            delivered = _id_tuple(fields[b"last-delivered-id"])
+            floor = floors.get(index)
+            floors[index] = delivered if floor is None else min(floor, delivered)
+            if fields[b"pending"]:
+                pending_queries.append((index, keys_[index].encode(), fields[b"name"]))
+    if pending_queries:
+        summaries = await conn.request(
+            b"".join(
+                encode_command("XPENDING", key, group)
+                for _, key, group in pending_queries
+            ),
+            len(pending_queries),
+        )
+        for (index, _, _), summary in zip(pending_queries, summaries, strict=True):
+            if not is_reply_error(summary) and summary[0]:
+                floors[index] = min(floors[index], _id_tuple(summary[1]))
+    if not floors:
+        return 0
+    trims = [
+        encode_command("XTRIM", keys_[index], "MINID", "~", "%d-%d" % floor)
+        for index, floor in floors.items()
+    ]
+    replies = await conn.request(b"".join(trims), len(trims))
+    return sum(int(reply) for reply in replies if not is_reply_error(reply))

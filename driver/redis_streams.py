@@ -14,7 +14,17 @@ Driver file keys (besides `name` and `driverClass`):
     consumerReadCount           entries per partition per read (500)
     consumerBlockMs             how long an idle read waits on the server (100)
     streamMaxLenApprox          trim each partition to about this many entries
-                                (`XADD MAXLEN ~`); unset keeps everything
+                                (`XADD MAXLEN ~`), consumed or not; unset: off
+    trimIntervalMs              how often consumed entries are trimmed away
+                                (100); 0 keeps every entry until the run ends
+
+Without trimming a stream keeps every entry, and at 50,000 msg/s of 1 KiB
+the server grows by 3 GB a minute, which slows it down as it allocates.
+Trimming consumed entries keeps memory flat and loses nothing a group still
+needs (see `aioredismq.topic.trim_acknowledged`). Trimming often matters: the
+server frees trimmed entries while everything else waits, and one pass a
+second at 50,000 msg/s stalls it for about 10 ms, which shows as the p99 of
+publish latency; ten smaller passes a second do not.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ import asyncio
 import base64
 import logging
 import os
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -30,7 +41,13 @@ from aioredismq.connection import Connection, ConnectionSettings, is_reply_error
 from aioredismq.consumer import Entry, GroupConsumer, entry_payload_ts
 from aioredismq.errors import DriverConfigError
 from aioredismq.producer import FIELD_PAYLOAD, FIELD_TS, Producer
-from aioredismq.topic import Topic, create_topic, delete_topic, open_topic
+from aioredismq.topic import (
+    Topic,
+    create_topic,
+    delete_topic,
+    open_topic,
+    trim_acknowledged,
+)
 from driver.base import (
     BenchmarkConsumer,
     BenchmarkDriver,
@@ -57,6 +74,7 @@ OWN_KEYS = frozenset(
         "consumerReadCount",
         "consumerBlockMs",
         "streamMaxLenApprox",
+        "trimIntervalMs",
     }
 )
 
@@ -160,6 +178,9 @@ class RedisStreamsDriver(BenchmarkDriver):
         self._read_count = 500
         self._block_ms = 100
         self._maxlen: int | None = None
+        self._trim_interval_ms = 100
+        self._consumed_topics: dict[str, Topic] = {}
+        self._trimmer: asyncio.Task[None] | None = None
         self._closeables: list[RedisStreamsProducer | RedisStreamsConsumer] = []
 
     async def initialize(self, config: Mapping[str, Any], source: str) -> None:
@@ -197,6 +218,9 @@ class RedisStreamsDriver(BenchmarkDriver):
         self._block_ms = _int_key(config, source, "consumerBlockMs", 100, 1, 60_000)
         if config.get("streamMaxLenApprox") is not None:
             self._maxlen = _int_key(config, source, "streamMaxLenApprox", 0, 1, 1 << 62)
+        self._trim_interval_ms = _int_key(
+            config, source, "trimIntervalMs", 100, 0, 3_600_000
+        )
         self._admin = await Connection.open(self._settings)
 
     @property
@@ -243,10 +267,42 @@ class RedisStreamsDriver(BenchmarkDriver):
         )
         await group_consumer.start()
         wrapper.group_consumer = group_consumer
+        self._consumed_topics[topic] = group_consumer.topic
+        if self._trimmer is None and self._trim_interval_ms:
+            self._trimmer = asyncio.create_task(self._trim_periodically())
         self._closeables.append(wrapper)
         return wrapper
 
+    async def _trim_periodically(self) -> None:
+        # Its own connection: a trim pass must not queue behind admin calls.
+        conn = await Connection.open(self._settings)
+        try:
+            pause_s = self._trim_interval_ms / 1000
+            while True:
+                await asyncio.sleep(pause_s)
+                started = time.monotonic()
+                for topic in list(self._consumed_topics.values()):
+                    await trim_acknowledged(conn, topic)
+                # With thousands of partitions a pass takes a while; keep the
+                # trimming to about a tenth of this connection's time.
+                spent_s = time.monotonic() - started
+                pause_s = max(self._trim_interval_ms / 1000, 10 * spent_s)
+        finally:
+            await conn.close()
+
+    async def _stop_trimmer(self) -> None:
+        if self._trimmer is not None:
+            self._trimmer.cancel()
+            try:
+                await self._trimmer
+            except asyncio.CancelledError:
+                pass
+            except Exception as err:  # noqa: BLE001 - report, then go on closing
+                logger.warning("trimming stopped with an error: %s", err)
+            self._trimmer = None
+
     async def delete_topics(self, topics: Sequence[str]) -> None:
+        await self._stop_trimmer()
         conn = self._admin_conn()
         for name in topics:
             await delete_topic(conn, await self._topic(name))
@@ -261,6 +317,7 @@ class RedisStreamsDriver(BenchmarkDriver):
         }
 
     async def close(self) -> None:
+        await self._stop_trimmer()
         for item in reversed(self._closeables):
             await item.close()
         self._closeables.clear()

@@ -57,11 +57,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-d",
         "--drivers",
-        nargs="+",
-        action="extend",
+        action="append",
         metavar="DRIVER.yaml",
-        help="driver files (OMB format); several run one after another. "
-        "Default: driver/redis.yaml pointed at a private embedded server",
+        help="driver file (OMB format); repeat the flag or separate files with "
+        "commas (as OMB does) to run several one after another. Default: "
+        "driver/redis.yaml pointed at a private embedded server",
     )
     parser.add_argument(
         "-o",
@@ -109,7 +109,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     workloads = _load_workloads(args)
-    specs = [load_driver_spec(path) for path in args.drivers or []]
+    paths = [p for arg in args.drivers or [] for p in arg.split(",") if p]
+    specs = [load_driver_spec(path) for path in paths]
     period_s = parse_duration(args.period, "--period", allow_zero=False)
     if not 1 <= args.workers <= 64:
         raise ConfigError("--workers", None, args.workers, "expected 1 to 64")
