@@ -180,6 +180,7 @@ class RedisStreamsDriver(BenchmarkDriver):
         self._maxlen: int | None = None
         self._trim_interval_ms = 100
         self._consumed_topics: dict[str, Topic] = {}
+        self._consumers_of: dict[str, list[RedisStreamsConsumer]] = {}
         self._trimmer: asyncio.Task[None] | None = None
         self._closeables: list[RedisStreamsProducer | RedisStreamsConsumer] = []
 
@@ -268,6 +269,7 @@ class RedisStreamsDriver(BenchmarkDriver):
         await group_consumer.start()
         wrapper.group_consumer = group_consumer
         self._consumed_topics[topic] = group_consumer.topic
+        self._consumers_of.setdefault(topic, []).append(wrapper)
         if self._trimmer is None and self._trim_interval_ms:
             self._trimmer = asyncio.create_task(self._trim_periodically())
         self._closeables.append(wrapper)
@@ -303,9 +305,18 @@ class RedisStreamsDriver(BenchmarkDriver):
 
     async def delete_topics(self, topics: Sequence[str]) -> None:
         await self._stop_trimmer()
+        # A consumer still reading would recreate its group, and with it the
+        # stream, as soon as the stream is gone.
+        for name in topics:
+            for consumer in self._consumers_of.pop(name, []):
+                await consumer.close()
+            self._consumed_topics.pop(name, None)
         conn = self._admin_conn()
         for name in topics:
             await delete_topic(conn, await self._topic(name))
+            self._topics.pop(name, None)
+        if self._consumed_topics and self._trim_interval_ms:
+            self._trimmer = asyncio.create_task(self._trim_periodically())
 
     async def describe(self) -> dict[str, Any]:
         info = (await self._admin_conn().execute("INFO", "server")).decode()
