@@ -127,7 +127,7 @@ async def trim_acknowledged(conn: Connection, topic: Topic) -> int:
     if not floors:
         return 0
     trims = [
-        encode_command("XTRIM", keys_[index], "MINID", "~", "%d-%d" % floor)
+        encode_command("XTRIM", keys_[index], "MINID", "~", f"{floor[0]}-{floor[1]}")
         for index, floor in floors.items()
     ]
     replies = await conn.request(b"".join(trims), len(trims))

@@ -25,6 +25,7 @@ from aioredismq.errors import WorkerError
 from runner import histograms
 from runner.payloads import load_payloads
 from runner.protocol import (
+    CountersStats,
     CumulativeLatencies,
     PeriodStats,
     ProducerWorkAssignment,
@@ -41,6 +42,8 @@ logger = logging.getLogger(__name__)
 MIB = 1 << 20
 READY_TIMEOUT_S = 60.0
 READY_POLL_S = 0.1
+# How long the consumers get to catch up once the producers have stopped.
+DRAIN_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +171,9 @@ async def _run_phases(
     cumulative = await _read_cumulative(worker, outcome.result)
     outcome.overflow_samples = cumulative.overflow_samples
     outcome.negative_samples = cumulative.negative_samples
-    counters = await worker.get_counters_stats()
+    phase("draining")
+    await worker.stop_producers()
+    counters = await _drain(worker, workload.subscriptions_per_topic)
     outcome.counters = {
         "messagesSent": counters.messages_sent,
         "messagesReceived": counters.messages_received,
@@ -195,6 +200,29 @@ async def _ensure_ready(worker: Worker, expected: int) -> None:
                 f"{counters.messages_received} of {expected} probe messages "
                 f"in {READY_TIMEOUT_S:.0f} s"
             )
+        await asyncio.sleep(READY_POLL_S)
+
+
+async def _drain(worker: Worker, subscriptions: int) -> CountersStats:
+    """Wait until every subscription has received every message sent.
+
+    The final counts then say whether anything was lost: with all sends
+    acknowledged and the consumers caught up, received = subscriptions x sent.
+    """
+    deadline = time.monotonic() + DRAIN_TIMEOUT_S
+    while True:
+        counters = await worker.get_counters_stats()
+        expected = subscriptions * counters.messages_sent
+        if counters.messages_received >= expected:
+            return counters
+        if time.monotonic() >= deadline:
+            logger.warning(
+                "consumers did not catch up within %.0f s: received %d of %d",
+                DRAIN_TIMEOUT_S,
+                counters.messages_received,
+                expected,
+            )
+            return counters
         await asyncio.sleep(READY_POLL_S)
 
 

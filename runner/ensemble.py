@@ -131,6 +131,9 @@ class WorkerEnsemble(Worker):
     async def reset_stats(self) -> None:
         await self._each(self.workers, "reset_stats")
 
+    async def stop_producers(self) -> None:
+        await self._each(self.producer_workers, "stop_producers")
+
     async def stop_load(self) -> None:
         await self._each(self.workers, "stop_load")
 

@@ -439,8 +439,8 @@ class LocalWorker(Worker, ConsumerCallback):
     async def reset_stats(self) -> None:
         self._reset_latencies()
 
-    async def stop_load(self) -> None:
-        """Stop the load and close producers and consumers; keep the driver."""
+    async def stop_producers(self) -> None:
+        """Stop sending; close producers once what they sent is acknowledged."""
         if self._sender is not None:
             self._sender.cancel()
             try:
@@ -449,12 +449,16 @@ class LocalWorker(Worker, ConsumerCallback):
                 pass
             self._sender = None
         self._schedule = None
-        # Let acks of the last batches arrive before closing (OMB sleeps too).
-        await asyncio.sleep(0.1)
         producers, self._producers = self._producers, []
-        consumers, self._consumers = self._consumers, []
         for producer in producers:
             await producer.close()
+        # Acks are counted in callbacks that run after the futures complete.
+        await asyncio.sleep(0)
+
+    async def stop_load(self) -> None:
+        """Stop the load and close producers and consumers; keep the driver."""
+        await self.stop_producers()
+        consumers, self._consumers = self._consumers, []
         for consumer in consumers:
             await consumer.close()
 

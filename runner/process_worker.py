@@ -193,6 +193,9 @@ class ProcessWorker(Worker):
     async def reset_stats(self) -> None:
         await self._call("reset_stats")
 
+    async def stop_producers(self) -> None:
+        await self._call("stop_producers")
+
     async def stop_load(self) -> None:
         await self._call("stop_load")
 

@@ -177,6 +177,10 @@ class Worker(ABC):
         """Clear the latency recorders only (counters keep running)."""
 
     @abstractmethod
+    async def stop_producers(self) -> None:
+        """Stop sending; return once every message sent is acknowledged."""
+
+    @abstractmethod
     async def stop_load(self) -> None:
         """Stop sending; close producers and consumers, keep the driver."""
 

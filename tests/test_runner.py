@@ -1,0 +1,176 @@
+"""The runner's parts, in process, on the in-memory driver.
+
+Real runs against a server are in test_cli_run.py; these pin the pieces
+whose rules come from OMB: the worker split, the schedule, the phases.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from runner import histograms
+from runner.benchmark import RunSettings, run_workload
+from runner.ensemble import WorkerEnsemble, producer_worker_count
+from runner.local_worker import LocalWorker, _Schedule
+from runner.protocol import DriverSpec, ProducerWorkAssignment, TopicSubscription
+from runner.workload import KeyDistributorType, load_workload
+
+ROOT = Path(__file__).resolve().parent.parent
+MEMORY = DriverSpec("Memory", "driver.memory.MemoryDriver", {}, "memory.yaml")
+
+
+@pytest.mark.parametrize(
+    ("workers", "plain", "extra"),
+    [
+        (2, 1, 1),
+        (3, 1, 1),
+        (4, 2, 2),
+        (5, 2, 2),
+        (6, 3, 2),
+        (7, 3, 3),
+        (8, 4, 3),
+        (9, 4, 3),
+    ],
+)
+def test_producer_worker_split_follows_omb(
+    workers: int, plain: int, extra: int
+) -> None:
+    assert producer_worker_count(workers) == plain
+    assert producer_worker_count(workers, extra_consumers=True) == extra
+
+
+def test_schedule_never_skips_slots() -> None:
+    schedule = _Schedule(1000.0, now_ns=0)
+    assert schedule.interval_ns == 1_000_000
+    assert schedule.due(0) == 1
+    # 10.5 ms later, slots 0..10 are due.
+    assert schedule.due(10_500_000) == 11
+    schedule.next_slot = 11
+    assert schedule.due(10_500_000) == 0
+    assert schedule.next_time_ns() == 11_000_000
+    # A stall of one second: every missed slot is still due, none skipped.
+    assert schedule.due(1_010_500_000) == 1000
+
+
+def test_schedule_raises_a_rate_below_one_to_one() -> None:
+    assert _Schedule(0.01, now_ns=0).interval_ns == 1_000_000_000
+
+
+class Recording(LocalWorker):
+    """A worker whose calls are logged, to check who is asked what."""
+
+    def __init__(self, worker_id: str, log: list[tuple[str, str, object]]) -> None:
+        super().__init__(worker_id)
+        self.log = log
+
+    async def create_topics(self, topics: int, partitions_per_topic: int) -> list[str]:
+        self.log.append((self.id, "create_topics", topics))
+        return await super().create_topics(topics, partitions_per_topic)
+
+    async def create_producers(self, topics: list[str]) -> None:  # type: ignore[override]
+        self.log.append((self.id, "create_producers", list(topics)))
+        await super().create_producers(topics)
+
+    async def create_consumers(self, assignment: list[TopicSubscription]) -> None:  # type: ignore[override]
+        self.log.append((self.id, "create_consumers", len(assignment)))
+        await super().create_consumers(assignment)
+
+    async def start_load(self, assignment: ProducerWorkAssignment) -> None:
+        self.log.append((self.id, "start_load", assignment.publish_rate_per_s))
+        await super().start_load(assignment)
+
+
+async def test_ensemble_deals_work_like_omb() -> None:
+    log: list[tuple[str, str, object]] = []
+    workers = [Recording(f"w{i}", log) for i in range(4)]
+    ensemble = WorkerEnsemble(workers)
+    await ensemble.initialize_driver(MEMORY)
+    topics = await ensemble.create_topics(3, 1)
+    await ensemble.create_producers(topics)
+    await ensemble.create_consumers([TopicSubscription(t, "s") for t in topics])
+    await ensemble.start_load(
+        ProducerWorkAssignment([b"x"], 1000.0, KeyDistributorType.NO_KEY)
+    )
+    await ensemble.close()
+
+    assert [entry for entry in log if entry[1] == "create_topics"] == [
+        ("w0", "create_topics", 3)
+    ]
+    producers = {who: what for who, call, what in log if call == "create_producers"}
+    assert producers == {"w0": [topics[0], topics[2]], "w1": [topics[1]]}
+    consumers = {who: what for who, call, what in log if call == "create_consumers"}
+    assert consumers == {"w2": 2, "w3": 1}
+    rates = {who: what for who, call, what in log if call == "start_load"}
+    assert rates == {"w0": 500.0, "w1": 500.0}
+
+
+async def test_rate_is_split_over_workers_that_got_producers() -> None:
+    log: list[tuple[str, str, object]] = []
+    ensemble = WorkerEnsemble([Recording(f"w{i}", log) for i in range(4)])
+    await ensemble.initialize_driver(MEMORY)
+    topics = await ensemble.create_topics(1, 1)
+    await ensemble.create_producers(topics)  # one topic: only w0 gets one
+    await ensemble.start_load(
+        ProducerWorkAssignment([b"x"], 1000.0, KeyDistributorType.NO_KEY)
+    )
+    await ensemble.close()
+    rates = {who: what for who, call, what in log if call == "start_load"}
+    assert rates == {"w0": 1000.0, "w1": 1000.0}
+
+
+async def test_a_run_in_process_measures_what_was_sent() -> None:
+    workload = dataclasses.replace(
+        load_workload(ROOT / "workloads" / "smoke.yaml"),
+        producer_rate_per_s=5000.0,
+        test_duration_s=1.5,
+        warmup_duration_s=0.5,
+    )
+    worker = LocalWorker()
+    await worker.initialize_driver(MEMORY)
+    outcome = await run_workload(worker, workload, "Memory", RunSettings(period_s=0.5))
+    await worker.stop_all()
+
+    result = outcome.result
+    assert len(result.publish_rate) == 3
+    # In one process the coordinator's histogram work holds up the sender,
+    # which catches up afterwards, so single periods vary; their mean holds.
+    mean_rate = sum(result.publish_rate) / 3
+    assert mean_rate == pytest.approx(5000, rel=0.15)
+    assert result.publish_rate == pytest.approx(result.consume_rate, rel=0.01)
+    assert outcome.counters["messagesSent"] == outcome.counters["messagesReceived"]
+    assert outcome.counters["messageSendErrors"] == 0
+    assert 0 < result.aggregated_publish_latency_50pct
+    assert (
+        result.aggregated_end_to_end_latency_50pct
+        <= result.aggregated_end_to_end_latency_99pct
+        <= result.aggregated_end_to_end_latency_max
+    )
+    assert outcome.negative_samples == {
+        "publishLatency": 0,
+        "publishDelayLatency": 0,
+        "endToEndLatency": 0,
+    }
+
+
+async def test_reset_clears_latencies_but_not_counters() -> None:
+    worker = LocalWorker()
+    await worker.initialize_driver(MEMORY)
+    topics = await worker.create_topics(1, 1)
+    await worker.create_consumers([TopicSubscription(topics[0], "s")])
+    await worker.create_producers(topics)
+    await worker.probe_producers()
+    worker.messages_received([b"abc"], [0])  # a far-past stamp: huge e2e
+    await worker.reset_stats()
+    counters = await worker.get_counters_stats()
+    stats = await worker.get_period_stats()
+    await worker.stop_all()
+
+    assert counters.messages_sent == 1  # the probe
+    assert counters.messages_received == 2
+    e2e = histograms.merge_encoded(
+        stats.end_to_end_latency, histograms.new_end_to_end_histogram
+    )
+    assert e2e.get_total_count() == 0
