@@ -3,17 +3,19 @@
 Each round trip is one pipelined write: XACK of the entries handled since the
 previous read, then one XREADGROUP over all of the reader's partitions. A
 blocking read holds its connection, so the reader never shares it with
-producers or admin calls.
+producers or admin calls (a second connection serves acks of dead letters and
+recovery sweeps).
 
-On start the reader first drains this consumer's own pending history (ids it
-was given before and never acked), then asks for new entries. A history entry
-whose data was trimmed away comes back without fields: it is acked and counted
-as a tombstone, never handed to the handler.
+On start, and after every reconnect, the reader first drains this consumer's
+own pending history (ids it was given before and never acked), then asks for
+new entries. A history entry whose data was trimmed away comes back without
+fields: it is acked and counted as a tombstone, never handed to the handler.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -26,20 +28,76 @@ from aioredismq.connection import (
     is_reply_error,
     raise_for_reply,
 )
-from aioredismq.errors import BusyGroupError, ConfigError, NoGroupError
-from aioredismq.producer import FIELD_PAYLOAD, FIELD_TS
+from aioredismq.errors import (
+    BusyGroupError,
+    ConfigError,
+    NoGroupError,
+    RedisConnectionError,
+)
+from aioredismq.message import FIELD_PAYLOAD, FIELD_TS
+from aioredismq.recovery import claim_idle, dead_letter
 from aioredismq.topic import Topic
 
-__all__ = ["Entry", "GroupConsumer", "create_group", "entry_payload_ts"]
+__all__ = [
+    "AckMode",
+    "BatchHandler",
+    "ConsumerStats",
+    "Entry",
+    "GroupConsumer",
+    "create_group",
+    "entry_payload_ts",
+]
 
 logger = logging.getLogger(__name__)
 
 #: One stream entry as the server sends it: `[id, [field, value, ...]]`.
 Entry = list[Any]
-#: Called with a partition index and the entries read from it, in order.
-BatchHandler = Callable[[int, list[Entry]], Awaitable[None] | None]
+#: Called with a partition index, the entries read from it (in order), and
+#: their delivery counts when known (None: first deliveries).
+BatchHandler = Callable[[int, list[Entry], list[int] | None], Awaitable[None] | None]
 
 _NEW = b">"
+BACKOFF_FIRST_S = 0.1
+BACKOFF_MAX_S = 5.0
+# Last handler errors kept for dead letters; older ones are forgotten.
+MAX_REMEMBERED_ERRORS = 10_000
+
+
+class AckMode(enum.Enum):
+    """When entries are acknowledged."""
+
+    #: After the handler returns without raising (the default).
+    AFTER_HANDLER = "after-handler"
+    #: Only when the application calls `GroupConsumer.ack`.
+    MANUAL = "manual"
+    #: Never: reads use NOACK, so nothing is kept pending (at most once).
+    NONE = "none"
+
+
+class ConsumerStats:
+    """Counters a consumer keeps; read them at any time."""
+
+    __slots__ = (
+        "delivered",
+        "acked",
+        "retried",
+        "claimed",
+        "dead_lettered",
+        "tombstones",
+        "failed",
+    )
+
+    def __init__(self) -> None:
+        self.delivered = 0
+        self.acked = 0
+        self.retried = 0
+        self.claimed = 0
+        self.dead_lettered = 0
+        self.tombstones = 0
+        self.failed = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
 
 
 def entry_payload_ts(fields: list[bytes]) -> tuple[bytes, int]:
@@ -76,9 +134,14 @@ async def create_group(
 class GroupConsumer:
     """A member of a consumer group reading some partitions of a topic.
 
-    `handler(partition, entries)` runs once per partition per read; entries
-    are acked in the next round trip after it returns (or after its awaitable
-    completes). If it raises, that batch stays pending for recovery.
+    `handler(partition, entries, deliveries)` runs once per partition per
+    read. In `AckMode.AFTER_HANDLER` the entries are acked in the next round
+    trip after it returns (or after its awaitable completes); if it raises,
+    they stay pending and come back through recovery. With `claim_idle_ms`
+    set, a sweep every `claim_interval_ms` claims entries idle that long from
+    any member (crashed ones included); an entry delivered more than
+    `max_deliveries` times goes to the dead-letter stream instead.
+    `max_unacked` bounds what is handed out and not yet acked (prefetch).
     """
 
     def __init__(
@@ -92,11 +155,26 @@ class GroupConsumer:
         partitions: Sequence[int] | None = None,
         count: int = 100,
         block_ms: int = 100,
+        ack_mode: AckMode = AckMode.AFTER_HANDLER,
+        max_unacked: int | None = None,
+        start_id: str = "0",
+        claim_idle_ms: int | None = None,
+        claim_interval_ms: int = 1000,
+        max_deliveries: int | None = None,
     ) -> None:
-        if count < 1:
-            raise ConfigError("consumer", "count", count, ">= 1")
-        if block_ms < 1:
-            raise ConfigError("consumer", "block_ms", block_ms, ">= 1")
+        for option, value, low in (
+            ("count", count, 1),
+            ("block_ms", block_ms, 1),
+            ("max_unacked", max_unacked, 1),
+            ("claim_idle_ms", claim_idle_ms, 1),
+            ("claim_interval_ms", claim_interval_ms, 1),
+            ("max_deliveries", max_deliveries, 1),
+        ):
+            if value is not None and value < low:
+                raise ConfigError("consumer", option, value, f">= {low}")
+        if max_deliveries is not None and claim_idle_ms is None:
+            allowed = "set claim_idle_ms too: redeliveries come from recovery"
+            raise ConfigError("consumer", "max_deliveries", max_deliveries, allowed)
         self.settings = settings
         self.topic = topic
         self.group = group
@@ -107,26 +185,41 @@ class GroupConsumer:
         )
         self.count = count
         self.block_ms = block_ms
-        self.delivered = 0
-        self.acked = 0
-        self.tombstones = 0
+        self.ack_mode = ack_mode
+        self.max_unacked = max_unacked
+        self.start_id = start_id
+        self.claim_idle_ms = claim_idle_ms
+        self.claim_interval_ms = claim_interval_ms
+        self.max_deliveries = max_deliveries
+        self.stats = ConsumerStats()
         self._keys = [topic.stream_keys[i] for i in self.partitions]
         self._index_of = {
             key.encode(): i for key, i in zip(self._keys, self.partitions, strict=True)
         }
-        self._conn: Connection | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._acks: dict[str, list[bytes]] = {}
+        self._unacked = 0
+        self._capacity = asyncio.Event()
+        self._capacity.set()
+        self._errors: dict[bytes, str] = {}
+        self._side: Connection | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._running = asyncio.Event()
         self._running.set()
 
+    # lifecycle
+
     async def start(self) -> None:
-        """Ensure the group exists, connect and start reading."""
-        self._conn = await Connection.open(self.settings)
-        await create_group(self._conn, self._keys, self.group)
-        self._task = asyncio.create_task(
-            self._run(self._conn), name=f"reader {self.name}"
+        """Ensure the group exists, connect and start reading (and sweeping)."""
+        self._side = await Connection.open(self.settings)
+        await create_group(self._side, self._keys, self.group, self.start_id)
+        self._tasks.append(
+            asyncio.create_task(self._read_forever(), name=f"reader {self.name}")
         )
+        if self.claim_idle_ms is not None:
+            self._tasks.append(
+                asyncio.create_task(self._sweep_forever(), name=f"sweeper {self.name}")
+            )
 
     def pause(self) -> None:
         """Stop fetching after the current read; nothing is lost or acked."""
@@ -136,133 +229,274 @@ class GroupConsumer:
         self._running.set()
 
     async def stop(self) -> None:
-        """Stop reading, ack what was handled, close the connection.
+        """Stop reading, ack what was handled, close every connection.
 
-        Entries read but not handled stay pending in the group.
+        Entries read but not handled (or not acked, in manual mode) stay
+        pending in the group, for this consumer's next start or for recovery.
         """
         self._stopping = True
         self._running.set()
-        if self._task is not None:
-            try:
-                await self._task
-            finally:
-                self._task = None
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+        self._capacity.set()
+        tasks, self._tasks = self._tasks, []
+        for task in tasks[1:]:
+            task.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for result in results:
+            if isinstance(result, Exception):
+                logger.warning(
+                    "consumer %s stopped with an error: %s", self.name, result
+                )
+        if self._side is not None:
+            if self._acks and not self._side.closed:
+                await self._flush_acks(self._side)
+            await self._side.close()
+            self._side = None
 
-    async def _run(self, conn: Connection) -> None:
+    # acknowledgements
+
+    def ack(self, partition: int, ids: Sequence[bytes]) -> None:
+        """Acknowledge entries; sent with the next round trip."""
+        if not ids:
+            return
+        self._acks.setdefault(self.topic.stream_keys[partition], []).extend(ids)
+        if self.ack_mode is AckMode.MANUAL:
+            self._release(len(ids))
+
+    def fail(self, entry_id: bytes, error: BaseException | str) -> None:
+        """Record why handling failed; a dead letter carries the last reason."""
+        self.stats.failed += 1
+        if len(self._errors) >= MAX_REMEMBERED_ERRORS:
+            self._errors.pop(next(iter(self._errors)))
+        self._errors[entry_id] = str(error) or type(error).__name__
+        if self.ack_mode is AckMode.MANUAL:
+            self._release(1)
+
+    def _release(self, count: int) -> None:
+        self._unacked -= count
+        if self.max_unacked is None or self._unacked < self.max_unacked:
+            self._capacity.set()
+
+    def _take_ack_commands(self) -> tuple[list[bytes], int]:
+        acks, self._acks = self._acks, {}
+        commands = [
+            encode_command("XACK", key, self.group, *ids) for key, ids in acks.items()
+        ]
+        return commands, sum(len(ids) for ids in acks.values())
+
+    async def _flush_acks(self, conn: Connection) -> None:
+        commands, count = self._take_ack_commands()
+        if commands:
+            for reply in await conn.request(b"".join(commands), len(commands)):
+                raise_for_reply(reply)
+            self.stats.acked += count
+
+    # reading
+
+    async def _read_forever(self) -> None:
+        backoff_s = BACKOFF_FIRST_S
+        while not self._stopping:
+            try:
+                conn = await Connection.open(self.settings)
+            except RedisConnectionError as err:
+                logger.warning(
+                    "consumer %s cannot connect (%s); retrying in %.1f s",
+                    self.name,
+                    err,
+                    backoff_s,
+                )
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, BACKOFF_MAX_S)
+                continue
+            try:
+                await self._read(conn)
+                return
+            except RedisConnectionError as err:
+                if self._stopping:
+                    return
+                logger.warning(
+                    "consumer %s lost its connection (%s); reconnecting", self.name, err
+                )
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, BACKOFF_MAX_S)
+            finally:
+                await conn.close()
+
+    async def _read(self, conn: Connection) -> None:
         # Cursor per stream: an id while draining own history, then ">".
         cursors: dict[str, bytes] = {key: b"0" for key in self._keys}
-        acks: dict[str, list[bytes]] = {}
+        nogroup_backoff_s = BACKOFF_FIRST_S
         while True:
             if not self._running.is_set() and not self._stopping:
-                await self._flush_acks(conn, acks)
+                await self._flush_acks(conn)
                 await self._running.wait()
-            commands = [self._ack_command(key, ids) for key, ids in acks.items()]
-            acked = sum(len(ids) for ids in acks.values())
-            acks = {}
+            if self.max_unacked is not None and not self._stopping:
+                while self._unacked >= self.max_unacked and not self._stopping:
+                    self._capacity.clear()
+                    await self._flush_acks(conn)
+                    await self._capacity.wait()
+            commands, acked = self._take_ack_commands()
             if self._stopping:
                 if commands:
-                    await self._send_checked(conn, commands)
-                    self.acked += acked
+                    for reply in await conn.request(b"".join(commands), len(commands)):
+                        raise_for_reply(reply)
+                    self.stats.acked += acked
                 return
             commands.append(self._read_command(cursors))
             replies = await conn.request(b"".join(commands), len(commands))
             for reply in replies[:-1]:
                 raise_for_reply(reply)
-            self.acked += acked
+            self.stats.acked += acked
             reply = replies[-1]
             if is_reply_error(reply):
-                await self._on_read_error(conn, reply)
+                await self._on_read_error(conn, reply, nogroup_backoff_s)
+                nogroup_backoff_s = min(nogroup_backoff_s * 2, BACKOFF_MAX_S)
                 continue
-            if reply is None:
-                continue
-            await self._dispatch(reply, cursors, acks)
+            nogroup_backoff_s = BACKOFF_FIRST_S
+            if reply is not None:
+                await self._dispatch(reply, cursors)
+            # A history read that returned nothing for a stream is done.
+            if reply is None or len(reply) < len(cursors):
+                returned = {stream.decode() for stream, _ in reply or []}
+                for key, cursor in cursors.items():
+                    if cursor != _NEW and key not in returned:
+                        cursors[key] = _NEW
 
-    async def _dispatch(
-        self,
-        reply: list[Any],
-        cursors: dict[str, bytes],
-        acks: dict[str, list[bytes]],
-    ) -> None:
-        returned: set[str] = set()
+    async def _dispatch(self, reply: list[Any], cursors: dict[str, bytes]) -> None:
         for stream, entries in reply:
             key = stream.decode()
-            returned.add(key)
-            history = cursors[key] != _NEW
-            if history:
+            if cursors[key] != _NEW:
                 if not entries:
                     cursors[key] = _NEW
                     continue
                 cursors[key] = entries[-1][0]
-                live = [entry for entry in entries if entry[1] is not None]
-                dead = len(entries) - len(live)
-                if dead:
-                    self.tombstones += dead
-                    acks.setdefault(key, []).extend(
-                        entry[0] for entry in entries if entry[1] is None
-                    )
-                entries = live
+                entries = self._drop_tombstones(key, entries)
                 if not entries:
                     continue
-            self.delivered += len(entries)
-            try:
-                result = self.handler(self._index_of[stream], entries)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception:
-                logger.exception(
-                    "handler failed; %d entries of %s stay pending", len(entries), key
-                )
-                continue
-            acks.setdefault(key, []).extend(entry[0] for entry in entries)
-        # A history read that omits a stream means its history is empty.
-        for key, cursor in cursors.items():
-            if cursor != _NEW and key not in returned:
-                cursors[key] = _NEW
+            await self._hand_over(self._index_of[stream], key, entries, None)
+
+    def _drop_tombstones(self, key: str, entries: list[Entry]) -> list[Entry]:
+        live = [entry for entry in entries if entry[1] is not None]
+        if len(live) < len(entries):
+            dead = [entry[0] for entry in entries if entry[1] is None]
+            self.stats.tombstones += len(dead)
+            self._acks.setdefault(key, []).extend(dead)
+        return live
+
+    async def _hand_over(
+        self,
+        partition: int,
+        key: str,
+        entries: list[Entry],
+        deliveries: list[int] | None,
+    ) -> None:
+        self.stats.delivered += len(entries)
+        if self.ack_mode is AckMode.MANUAL:
+            self._unacked += len(entries)
+        try:
+            result = self.handler(partition, entries, deliveries)
+            if inspect.isawaitable(result):
+                await result
+        except Exception as err:
+            logger.exception(
+                "handler failed; %d entries of %s stay pending", len(entries), key
+            )
+            for entry in entries:
+                self.fail(entry[0], err)
+            return
+        if self.ack_mode is AckMode.AFTER_HANDLER:
+            self._acks.setdefault(key, []).extend(entry[0] for entry in entries)
 
     def _read_command(self, cursors: dict[str, bytes]) -> bytes:
         # Blocking only makes sense for new entries; a history read must
         # return at once.
         block = all(cursor == _NEW for cursor in cursors.values())
         args: list[bytes | str | int] = [
-            "XREADGROUP",
-            "GROUP",
-            self.group,
-            self.name,
-            "COUNT",
-            self.count,
-        ]
+            "XREADGROUP", "GROUP", self.group, self.name, "COUNT", self.count,
+        ]  # fmt: skip
         if block:
             args += ["BLOCK", self.block_ms]
+        if self.ack_mode is AckMode.NONE:
+            args.append("NOACK")
         args.append("STREAMS")
         args.extend(self._keys)
         args.extend(cursors[key] for key in self._keys)
         return encode_command(*args)
 
-    def _ack_command(self, key: str, ids: list[bytes]) -> bytes:
-        return encode_command("XACK", key, self.group, *ids)
-
-    async def _flush_acks(self, conn: Connection, acks: dict[str, list[bytes]]) -> None:
-        commands = [self._ack_command(key, ids) for key, ids in acks.items()]
-        if commands:
-            await self._send_checked(conn, commands)
-            self.acked += sum(len(ids) for ids in acks.values())
-            acks.clear()
-
-    async def _send_checked(self, conn: Connection, commands: list[bytes]) -> None:
-        for reply in await conn.request(b"".join(commands), len(commands)):
-            raise_for_reply(reply)
-
-    async def _on_read_error(self, conn: Connection, reply: Any) -> None:
+    async def _on_read_error(
+        self, conn: Connection, reply: Any, backoff_s: float
+    ) -> None:
         try:
             raise_for_reply(reply)
         except NoGroupError:
-            # The stream was deleted under the group; make it again, once per
-            # occurrence, and give the server a moment before reading on.
+            # The stream (and its groups) was deleted or expired. Make the
+            # group again from the start of the stream, waiting longer each
+            # time it keeps vanishing so a missing key is not hammered.
             logger.warning(
-                "group %s vanished from %s; recreating it", self.group, self.topic.name
+                "group %s is gone from topic %s; recreating it in %.1f s",
+                self.group, self.topic.name, backoff_s,
+            )  # fmt: skip
+            await asyncio.sleep(backoff_s)
+            await create_group(conn, self._keys, self.group, "0")
+
+    # recovery
+
+    async def _sweep_forever(self) -> None:
+        assert self.claim_idle_ms is not None
+        while not self._stopping:
+            await asyncio.sleep(self.claim_interval_ms / 1000)
+            try:
+                await self.sweep()
+            except RedisConnectionError as err:
+                logger.warning("recovery sweep failed (%s); trying again later", err)
+                if self._side is not None and self._side.closed:
+                    try:
+                        self._side = await Connection.open(self.settings)
+                    except RedisConnectionError:
+                        pass
+            except NoGroupError:
+                pass  # the reader recreates the group
+
+    async def sweep(self) -> None:
+        """Claim entries idle past `claim_idle_ms`; dead-letter the worn out."""
+        conn, min_idle_ms = self._side, self.claim_idle_ms
+        if conn is None or min_idle_ms is None:
+            return
+        for partition, key in zip(self.partitions, self._keys, strict=True):
+            found = await claim_idle(
+                conn, key, self.group, self.name, min_idle_ms, count=self.count
             )
-            await create_group(conn, self._keys, self.group)
-            await asyncio.sleep(0.1)
+            if found.tombstones:
+                self.stats.tombstones += len(found.tombstones)
+                await conn.execute("XACK", key, self.group, *found.tombstones)
+            if not found.entries:
+                continue
+            self.stats.claimed += len(found.entries)
+            worn = [
+                e
+                for e in found.entries
+                if self.max_deliveries is not None and e[2] > self.max_deliveries
+            ]
+            if worn:
+                await dead_letter(
+                    conn,
+                    self.topic.name,
+                    partition,
+                    key,
+                    self.group,
+                    [
+                        (
+                            entry_id,
+                            fields,
+                            deliveries,
+                            self._errors.pop(entry_id, "unknown (not handled here)"),
+                        )
+                        for entry_id, fields, deliveries in worn
+                    ],
+                )
+                self.stats.dead_lettered += len(worn)
+            retry = [e for e in found.entries if e not in worn]
+            if retry:
+                self.stats.retried += len(retry)
+                await self._hand_over(
+                    partition, key, [[e[0], e[1]] for e in retry], [e[2] for e in retry]
+                )

@@ -11,23 +11,21 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aioredismq.connection import Connection, is_reply_error, raise_for_reply
 from aioredismq.errors import ClosedError, ConfigError
 from aioredismq.keys import partition_for_key
+from aioredismq.message import FIELD_KEY, encode_fields
 from aioredismq.topic import Topic
 
 __all__ = ["Producer"]
 
-FIELD_TS = b"ts_us"
-FIELD_PAYLOAD = b"payload"
-FIELD_KEY = b"key"
-
 _TS_HEAD = b"$5\r\nts_us\r\n"
 _PAYLOAD_HEAD = b"$7\r\npayload\r\n"
 _KEY_HEAD = b"$3\r\nkey\r\n"
+_AUTO_ID = b"$1\r\n*\r\n"
 
 
 def _bulk(data: bytes) -> bytes:
@@ -42,6 +40,13 @@ class Producer:
     `send_many` is the bulk form for callers that already hold a batch.
     Backpressure: with `max_in_flight` messages unacknowledged, `send` and
     `wait_for_capacity` wait instead of failing.
+
+    Trimming rides on each XADD, approximately (`~`, whole radix-tree nodes,
+    cheap): `maxlen_approx` keeps about that many entries per partition,
+    `max_age_ms` drops entries older than that (`MINID`, since entry ids
+    start with the server's milliseconds). Either one trims entries whether
+    or not a group has consumed them; for "trim what every group has acked"
+    see `aioredismq.topic.trim_acknowledged`.
     """
 
     def __init__(
@@ -51,32 +56,43 @@ class Producer:
         *,
         max_in_flight: int = 100_000,
         maxlen_approx: int | None = None,
+        max_age_ms: int | None = None,
     ) -> None:
         if max_in_flight < 1:
             raise ConfigError("producer", "max_in_flight", max_in_flight, ">= 1")
         if maxlen_approx is not None and maxlen_approx < 1:
             raise ConfigError("producer", "maxlen_approx", maxlen_approx, ">= 1")
+        if max_age_ms is not None and max_age_ms < 1:
+            raise ConfigError("producer", "max_age_ms", max_age_ms, ">= 1")
+        if maxlen_approx is not None and max_age_ms is not None:
+            raise ConfigError(
+                "producer", "max_age_ms", max_age_ms, "give it or maxlen_approx"
+            )
         self.connection = connection
         self.topic = topic
         self.max_in_flight = max_in_flight
+        self.max_age_ms = max_age_ms
         self._loop = asyncio.get_running_loop()
         self._in_flight = 0
         self._capacity_waiters: list[asyncio.Future[None]] = []
         self._next_partition = 0
         self._closed = False
-        # Per partition, the encoded start of an XADD without / with a key:
-        # array length, command, stream key, optional trimming, auto id.
-        trim = b""
-        trim_args = 0
+        self._fixed_trim = b""
         if maxlen_approx is not None:
-            trim = b"$6\r\nMAXLEN\r\n$1\r\n~\r\n" + _bulk(str(maxlen_approx).encode())
-            trim_args = 3
-        self._heads: list[bytes] = []
-        self._keyed_heads: list[bytes] = []
-        for stream in topic.stream_keys:
-            body = b"$4\r\nXADD\r\n" + _bulk(stream.encode()) + trim + b"$1\r\n*\r\n"
-            self._heads.append(b"*%d\r\n" % (7 + trim_args) + body)
-            self._keyed_heads.append(b"*%d\r\n" % (9 + trim_args) + body)
+            self._fixed_trim = b"$6\r\nMAXLEN\r\n$1\r\n~\r\n" + _bulk(
+                b"%d" % maxlen_approx
+            )
+        trim_args = 0 if maxlen_approx is None and max_age_ms is None else 3
+        # Per partition, the encoded start of an XADD without / with a key:
+        # array length (without headers), command and stream key.
+        self._base_args = 7 + trim_args
+        self._stream_parts = [
+            b"$4\r\nXADD\r\n" + _bulk(stream.encode()) for stream in topic.stream_keys
+        ]
+        self._heads = [b"*%d\r\n" % self._base_args + p for p in self._stream_parts]
+        self._keyed_heads = [
+            b"*%d\r\n" % (self._base_args + 2) + p for p in self._stream_parts
+        ]
         # Messages queued by `send` during the current loop tick.
         self._queued: list[bytes] = []
         self._queued_futures: list[asyncio.Future[bytes]] = []
@@ -86,13 +102,22 @@ class Producer:
         """Messages written and not yet acknowledged."""
         return self._in_flight
 
-    async def send(self, payload: bytes, key: str | bytes | None = None) -> bytes:
+    async def send(
+        self,
+        payload: bytes,
+        key: str | bytes | None = None,
+        headers: Mapping[str | bytes, str | bytes] | None = None,
+    ) -> bytes:
         """Send one message; return its stream entry id once it is stored."""
         await self.wait_for_capacity()
         future: asyncio.Future[bytes] = self._loop.create_future()
         if not self._queued:
             self._loop.call_soon(self._flush_queued)
-        self._queued.append(self.encode(payload, key, time.time_ns() // 1000))
+        ts_us = time.time_ns() // 1000
+        if headers:
+            self._queued.append(self._encode_with_headers(payload, key, headers, ts_us))
+        else:
+            self._queued.append(self.encode(payload, key, ts_us))
         self._queued_futures.append(future)
         self._in_flight += 1
         return await future
@@ -133,22 +158,37 @@ class Producer:
         keys = None if key is None else [key]
         return self._encode_batch([payload], keys, b"%d" % ts_us)
 
+    def _trim(self) -> bytes:
+        if self.max_age_ms is None:
+            return self._fixed_trim
+        oldest_ms = max(0, time.time_ns() // 1_000_000 - self.max_age_ms)
+        return b"$5\r\nMINID\r\n$1\r\n~\r\n" + _bulk(b"%d" % oldest_ms)
+
+    def _partition(self, key: bytes | None) -> int:
+        if key is None:
+            index = self._next_partition
+            self._next_partition = (index + 1) % self.topic.partitions
+            return index
+        return partition_for_key(key, self.topic.partitions)
+
     def _encode_batch(
         self,
         payloads: Sequence[bytes],
         keys: Sequence[str | bytes | None] | None,
         ts: bytes,
     ) -> bytes:
-        ts_part = _TS_HEAD + _bulk(ts) + _PAYLOAD_HEAD
+        # Everything between the stream key and the payload's length is the
+        # same for the whole batch: trimming, auto id, the timestamp field.
+        middle = self._trim() + _AUTO_ID + _TS_HEAD + _bulk(ts) + _PAYLOAD_HEAD
         parts: list[bytes] = []
         append = parts.append
-        partitions = self.topic.partitions
         if keys is None:
             heads = self._heads
+            partitions = self.topic.partitions
             index = self._next_partition
             for payload in payloads:
                 append(heads[index])
-                append(ts_part)
+                append(middle)
                 append(b"$%d\r\n%b\r\n" % (len(payload), payload))
                 index += 1
                 if index == partitions:
@@ -157,17 +197,41 @@ class Producer:
             return b"".join(parts)
         for payload, key in zip(payloads, keys, strict=True):
             if key is None:
-                append(self._heads[self._next_partition])
-                self._next_partition = (self._next_partition + 1) % partitions
-                append(ts_part)
+                append(self._heads[self._partition(None)])
+                append(middle)
                 append(b"$%d\r\n%b\r\n" % (len(payload), payload))
                 continue
             key_bytes = key.encode() if isinstance(key, str) else key
-            append(self._keyed_heads[partition_for_key(key_bytes, partitions)])
-            append(ts_part)
+            append(self._keyed_heads[self._partition(key_bytes)])
+            append(middle)
             append(b"$%d\r\n%b\r\n" % (len(payload), payload))
             append(_KEY_HEAD)
             append(b"$%d\r\n%b\r\n" % (len(key_bytes), key_bytes))
+        return b"".join(parts)
+
+    def _encode_with_headers(
+        self,
+        payload: bytes,
+        key: str | bytes | None,
+        headers: Mapping[str | bytes, str | bytes],
+        ts_us: int,
+    ) -> bytes:
+        key_bytes = key.encode() if isinstance(key, str) else key
+        extra = encode_fields(headers)
+        if key_bytes is not None:
+            extra = [FIELD_KEY, key_bytes, *extra]
+        partition = self._partition(key_bytes)
+        parts = [
+            b"*%d\r\n" % (self._base_args + len(extra)),
+            self._stream_parts[partition],
+            self._trim(),
+            _AUTO_ID,
+            _TS_HEAD,
+            _bulk(b"%d" % ts_us),
+            _PAYLOAD_HEAD,
+            _bulk(payload),
+            *map(_bulk, extra),
+        ]
         return b"".join(parts)
 
     def _flush_queued(self) -> None:

@@ -54,7 +54,9 @@ async def test_send_many_and_consume_bytes_exactly(
     got: list[bytes] = []
     done = asyncio.Event()
 
-    def handle(partition: int, entries: list[Entry]) -> None:
+    def handle(
+        partition: int, entries: list[Entry], deliveries: list[int] | None
+    ) -> None:
         for _, fields in entries:
             payload, ts_us = entry_payload_ts(fields)
             assert ts_us > 1_600_000_000_000_000
@@ -67,7 +69,7 @@ async def test_send_many_and_consume_bytes_exactly(
     await asyncio.wait_for(done.wait(), 5)
     await consumer.stop()
     assert sorted(got) == sorted(payloads)
-    assert consumer.acked == len(payloads)
+    assert consumer.stats.acked == len(payloads)
     for key in topic.stream_keys:
         summary = await conn.execute("XPENDING", key, "g")
         assert summary[0] == 0

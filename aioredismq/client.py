@@ -1,0 +1,412 @@
+"""The front door: connect, manage topics, make producers and consumers.
+
+async with await Client.connect("redis://localhost:6379") as client:
+    topic = await client.create_topic("orders", partitions=4)
+    producer = client.producer(topic)
+    await producer.send(b"...", key="customer-17")
+
+    async with client.consumer(topic, "billing", "worker-1") as consumer:
+        async for message in consumer:
+            ...  # acked when the loop asks for the next message
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from types import TracebackType
+from typing import Any
+
+from aioredismq import topic as topics
+from aioredismq.connection import Connection, ConnectionSettings, encode_command
+from aioredismq.consumer import AckMode, ConsumerStats, Entry, GroupConsumer
+from aioredismq.errors import ClosedError, ConfigError
+from aioredismq.keys import META_PREFIX
+from aioredismq.message import Message, parse_fields
+from aioredismq.producer import Producer
+from aioredismq.topic import Topic
+
+__all__ = ["Client", "Consumer", "Subscriber"]
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[Message], Awaitable[None]]
+
+
+def _pairs(flat: list[Any]) -> dict[str, Any]:
+    return {
+        (k.decode() if isinstance(k, bytes) else k): v
+        for k, v in zip(flat[::2], flat[1::2], strict=True)
+    }
+
+
+class Client:
+    """A connection to one server and everything made from it."""
+
+    def __init__(self, settings: ConnectionSettings, conn: Connection) -> None:
+        self.settings = settings
+        self._conn = conn
+        self._owned: list[Consumer | Subscriber] = []
+
+    @classmethod
+    async def connect(
+        cls, url: str = "redis://127.0.0.1:6379", **options: Any
+    ) -> Client:
+        """Connect to `redis://[user[:password]@]host[:port][/db]` or `rediss://`."""
+        settings = ConnectionSettings.from_url(url, **options)
+        return cls(settings, await Connection.open(settings))
+
+    async def close(self) -> None:
+        """Stop every consumer and subscriber made here, then disconnect."""
+        owned, self._owned = self._owned, []
+        for item in reversed(owned):
+            await item.stop()
+        await self._conn.close()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def connection(self) -> Connection:
+        """The shared, pipelined connection (never used for blocking reads)."""
+        return self._conn
+
+    # topics
+
+    async def create_topic(self, name: str, partitions: int) -> Topic:
+        return await topics.create_topic(self._conn, name, partitions)
+
+    async def topic(self, name: str) -> Topic:
+        """A topic created before, by any process."""
+        return await topics.open_topic(self._conn, name)
+
+    async def delete_topic(self, topic: Topic) -> int:
+        return await topics.delete_topic(self._conn, topic)
+
+    async def list_topics(self) -> list[str]:
+        names: list[str] = []
+        cursor = b"0"
+        while True:
+            cursor, keys = await self._conn.execute(
+                "SCAN", cursor, "MATCH", META_PREFIX + "*", "COUNT", 1000
+            )
+            names += [k.decode()[len(META_PREFIX) :] for k in keys]
+            if cursor == b"0":
+                return sorted(names)
+
+    async def _each_partition(
+        self, topic: Topic, command: str, *args: str | int
+    ) -> list[Any]:
+        # "XINFO GROUPS" and the like: the subcommand goes before the key.
+        head = command.split()
+        commands = [encode_command(*head, key, *args) for key in topic.stream_keys]
+        return await self._conn.request(b"".join(commands), len(commands))
+
+    async def stream_lengths(self, topic: Topic) -> list[int]:
+        """Entries per partition (XLEN)."""
+        return [int(n) for n in await self._each_partition(topic, "XLEN")]
+
+    async def trim(
+        self, topic: Topic, *, maxlen: int | None = None, min_id: str | None = None
+    ) -> int:
+        """Trim every partition exactly (`MAXLEN` or `MINID`); entries removed."""
+        if (maxlen is None) == (min_id is None):
+            raise ConfigError("trim", "maxlen", maxlen, "give maxlen or min_id")
+        rule: tuple[str, str | int] = (
+            ("MAXLEN", maxlen) if maxlen is not None else ("MINID", str(min_id))
+        )
+        return sum(int(n) for n in await self._each_partition(topic, "XTRIM", *rule))
+
+    async def groups(self, topic: Topic) -> list[list[dict[str, Any]]]:
+        """XINFO GROUPS of each partition, as dicts with str keys."""
+        replies = await self._each_partition(topic, "XINFO GROUPS")
+        return [
+            [_pairs(g) for g in reply] if isinstance(reply, list) else []
+            for reply in replies
+        ]
+
+    async def consumers(self, topic: Topic, group: str) -> list[list[dict[str, Any]]]:
+        """XINFO CONSUMERS of a group on each partition."""
+        replies = await self._each_partition(topic, "XINFO CONSUMERS", group)
+        return [
+            [_pairs(c) for c in reply] if isinstance(reply, list) else []
+            for reply in replies
+        ]
+
+    async def pending(self, topic: Topic, group: str) -> list[int]:
+        """How many entries are pending (delivered, not acked) per partition."""
+        replies = await self._each_partition(topic, "XPENDING", group)
+        return [int(r[0]) if isinstance(r, list) else 0 for r in replies]
+
+    async def lag(self, topic: Topic, group: str) -> list[int | None]:
+        """Entries not yet delivered to `group`, per partition.
+
+        None where the server cannot tell (its `lag` is null after some trims
+        and deletions, and servers before 7.0 do not report it): unknown is
+        not zero.
+        """
+        lags: list[int | None] = []
+        for partition_groups in await self.groups(topic):
+            match = [g for g in partition_groups if g.get("name") == group.encode()]
+            lag = match[0].get("lag") if match else None
+            lags.append(None if lag is None else int(lag))
+        return lags
+
+    # producers and consumers
+
+    def producer(self, topic: Topic, **options: Any) -> Producer:
+        """A producer on the shared connection (see `Producer` for options)."""
+        return Producer(self._conn, topic, **options)
+
+    def consumer(self, topic: Topic, group: str, name: str, **options: Any) -> Consumer:
+        """A group member; start it with `async with` or `await start()`."""
+        consumer = Consumer(self.settings, topic, group, name, **options)
+        self._owned.append(consumer)
+        return consumer
+
+    def subscriber(self, topic: Topic, **options: Any) -> Subscriber:
+        """A reader outside any group: every message, from a position."""
+        subscriber = Subscriber(self.settings, topic, **options)
+        self._owned.append(subscriber)
+        return subscriber
+
+
+class Consumer:
+    """Messages of a consumer group, one at a time, to a loop or a handler.
+
+    `prefetch` bounds messages handed out and not yet acked; `concurrency`
+    bounds handlers running at once in `run`. Ack modes: after the handler
+    (or loop body) finishes without error, manual (`await ack(message)`), or
+    none (NOACK). Failed messages stay pending; with `claim_idle_ms` they are
+    retried once idle that long, and after `max_deliveries` deliveries they
+    go to the partition's dead-letter stream.
+    """
+
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        topic: Topic,
+        group: str,
+        name: str,
+        *,
+        ack_mode: AckMode = AckMode.AFTER_HANDLER,
+        prefetch: int = 100,
+        concurrency: int = 10,
+        **engine_options: Any,
+    ) -> None:
+        if concurrency < 1:
+            raise ConfigError("consumer", "concurrency", concurrency, ">= 1")
+        self.ack_mode = ack_mode
+        self.concurrency = concurrency
+        self._queue: asyncio.Queue[Message] = asyncio.Queue()
+        self._engine = GroupConsumer(
+            settings,
+            topic,
+            group,
+            name,
+            self._enqueue,
+            ack_mode=AckMode.NONE if ack_mode is AckMode.NONE else AckMode.MANUAL,
+            max_unacked=prefetch,
+            count=min(prefetch, engine_options.pop("count", prefetch)),
+            **engine_options,
+        )
+        self._previous: Message | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._started = False
+        self._stopped = asyncio.Event()
+
+    @property
+    def stats(self) -> ConsumerStats:
+        return self._engine.stats
+
+    def _enqueue(
+        self, partition: int, entries: list[Entry], deliveries: list[int] | None
+    ) -> None:
+        counts = deliveries or [1] * len(entries)
+        for (entry_id, fields), count in zip(entries, counts, strict=True):
+            self._queue.put_nowait(parse_fields(entry_id, partition, fields, count))
+
+    async def start(self) -> None:
+        if not self._started:
+            self._started = True
+            await self._engine.start()
+
+    async def __aenter__(self) -> Consumer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def ack(self, message: Message) -> None:
+        """Acknowledge a message (manual mode; harmless otherwise)."""
+        if self.ack_mode is not AckMode.NONE:
+            self._engine.ack(message.partition, [message.id])
+
+    def nack(self, message: Message, error: BaseException | str) -> None:
+        """Give a message up for now: it stays pending and is retried later."""
+        self._engine.fail(message.id, error)
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        return self
+
+    async def __anext__(self) -> Message:
+        if self._previous is not None and self.ack_mode is AckMode.AFTER_HANDLER:
+            await self.ack(self._previous)
+        self._previous = None
+        message = await self._next()
+        if message is None:
+            raise StopAsyncIteration
+        self._previous = message
+        return message
+
+    async def _next(self) -> Message | None:
+        await self.start()
+        if self._stopped.is_set() and self._queue.empty():
+            return None
+        getter = asyncio.ensure_future(self._queue.get())
+        stopper = asyncio.ensure_future(self._stopped.wait())
+        await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if getter.done():
+            return getter.result()
+        getter.cancel()
+        return None
+
+    async def run(self, handler: Handler) -> None:
+        """Handle messages until `stop`, up to `concurrency` at once."""
+        await self.start()
+        slots = asyncio.Semaphore(self.concurrency)
+        while (message := await self._next()) is not None:
+            await slots.acquire()
+            task = asyncio.create_task(self._handle(handler, message, slots))
+            self._handlers.add(task)
+            task.add_done_callback(self._handlers.discard)
+        if self._handlers:
+            await asyncio.wait(set(self._handlers))
+
+    async def _handle(
+        self, handler: Handler, message: Message, slots: asyncio.Semaphore
+    ) -> None:
+        try:
+            await handler(message)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            logger.warning("handler failed for %r: %s", message.id, err)
+            self.nack(message, err)
+        else:
+            if self.ack_mode is AckMode.AFTER_HANDLER:
+                await self.ack(message)
+        finally:
+            slots.release()
+
+    async def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop reading; let running handlers finish (up to `timeout_s`).
+
+        Messages fetched but not handled, and handlers cut off by the
+        timeout, are not acked: they stay pending in the group and come back
+        on this consumer's next start or through another member's recovery.
+        """
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self._engine.pause()
+        if self._handlers:
+            _, late = await asyncio.wait(set(self._handlers), timeout=timeout_s)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
+        await self._engine.stop()
+
+
+class Subscriber:
+    """Reads every message of a topic, outside any group (fan-out).
+
+    Starts at `start`: "$" (only what is published from now on), "0" (from
+    the beginning) or an entry id. "$" is resolved to the current last id
+    once, at start, and a cursor per partition is kept from then on, so
+    nothing published between two reads is missed.
+    """
+
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        topic: Topic,
+        *,
+        start: str = "$",
+        count: int = 100,
+        block_ms: int = 100,
+    ) -> None:
+        self.settings = settings
+        self.topic = topic
+        self.start = start
+        self.count = count
+        self.block_ms = block_ms
+        self._conn: Connection | None = None
+        self._cursors: list[bytes] = []
+        self._buffer: list[Message] = []
+        self._stopped = False
+
+    async def _open(self) -> Connection:
+        if self._stopped:
+            raise ClosedError("subscriber is stopped")
+        if self._conn is None:
+            conn = await Connection.open(self.settings)
+            if self.start == "$":
+                commands = [
+                    encode_command("XREVRANGE", key, "+", "-", "COUNT", 1)
+                    for key in self.topic.stream_keys
+                ]
+                last = await conn.request(b"".join(commands), len(commands))
+                self._cursors = [r[0][0] if r else b"0-0" for r in last]
+            else:
+                self._cursors = [self.start.encode()] * self.topic.partitions
+            self._conn = conn
+        return self._conn
+
+    async def read(self) -> list[Message]:
+        """The next messages (waiting up to `block_ms`); may be empty."""
+        conn = await self._open()
+        keys = self.topic.stream_keys
+        reply = await conn.execute(
+            "XREAD", "COUNT", self.count, "BLOCK", self.block_ms, "STREAMS",
+            *keys, *self._cursors,
+        )  # fmt: skip
+        messages: list[Message] = []
+        for stream, entries in reply or []:
+            partition = keys.index(stream.decode())
+            self._cursors[partition] = entries[-1][0]
+            messages += [parse_fields(i, partition, f) for i, f in entries]
+        return messages
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        return self
+
+    async def __anext__(self) -> Message:
+        while not self._buffer:
+            if self._stopped:
+                raise StopAsyncIteration
+            self._buffer = await self.read()
+        return self._buffer.pop(0)
+
+    async def stop(self) -> None:
+        self._stopped = True
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
