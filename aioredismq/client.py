@@ -47,7 +47,8 @@ class Client:
     def __init__(self, settings: ConnectionSettings, conn: Connection) -> None:
         self.settings = settings
         self._conn = conn
-        self._owned: list[Consumer | Subscriber] = []
+        self._owned: list[Consumer | Subscriber | Producer] = []
+        self._closing = False
 
     @classmethod
     async def connect(
@@ -58,10 +59,14 @@ class Client:
         return cls(settings, await Connection.open(settings))
 
     async def close(self) -> None:
-        """Stop every consumer and subscriber made here, then disconnect."""
+        """Stop consumers and subscribers, close producers, disconnect."""
+        self._closing = True
         owned, self._owned = self._owned, []
         for item in reversed(owned):
-            await item.stop()
+            if isinstance(item, Producer):
+                await item.close()
+            else:
+                await item.stop()
         await self._conn.close()
 
     async def __aenter__(self) -> Client:
@@ -80,23 +85,30 @@ class Client:
         """The shared, pipelined connection (never used for blocking reads)."""
         return self._conn
 
+    async def _admin(self) -> Connection:
+        # Reopened on first use after a loss; callers see one failed call at
+        # most, not a client that stays broken.
+        if self._conn.closed and not self._closing:
+            self._conn = await Connection.open(self.settings)
+        return self._conn
+
     # topics
 
     async def create_topic(self, name: str, partitions: int) -> Topic:
-        return await topics.create_topic(self._conn, name, partitions)
+        return await topics.create_topic(await self._admin(), name, partitions)
 
     async def topic(self, name: str) -> Topic:
         """A topic created before, by any process."""
-        return await topics.open_topic(self._conn, name)
+        return await topics.open_topic(await self._admin(), name)
 
     async def delete_topic(self, topic: Topic) -> int:
-        return await topics.delete_topic(self._conn, topic)
+        return await topics.delete_topic(await self._admin(), topic)
 
     async def list_topics(self) -> list[str]:
         names: list[str] = []
         cursor = b"0"
         while True:
-            cursor, keys = await self._conn.execute(
+            cursor, keys = await (await self._admin()).execute(
                 "SCAN", cursor, "MATCH", META_PREFIX + "*", "COUNT", 1000
             )
             names += [k.decode()[len(META_PREFIX) :] for k in keys]
@@ -109,7 +121,8 @@ class Client:
         # "XINFO GROUPS" and the like: the subcommand goes before the key.
         head = command.split()
         commands = [encode_command(*head, key, *args) for key in topic.stream_keys]
-        return await self._conn.request(b"".join(commands), len(commands))
+        conn = await self._admin()
+        return await conn.request(b"".join(commands), len(commands))
 
     async def stream_lengths(self, topic: Topic) -> list[int]:
         """Entries per partition (XLEN)."""
@@ -165,7 +178,9 @@ class Client:
 
     def producer(self, topic: Topic, **options: Any) -> Producer:
         """A producer on the shared connection (see `Producer` for options)."""
-        return Producer(self._conn, topic, **options)
+        producer = Producer(self._conn, topic, **options)
+        self._owned.append(producer)
+        return producer
 
     def consumer(self, topic: Topic, group: str, name: str, **options: Any) -> Consumer:
         """A group member; start it with `async with` or `await start()`."""

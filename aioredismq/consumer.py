@@ -461,6 +461,9 @@ class GroupConsumer:
         conn, min_idle_ms = self._side, self.claim_idle_ms
         if conn is None or min_idle_ms is None:
             return
+        # Acks wait for the reader's next round trip; send them first, or an
+        # entry handled a moment ago would look idle and be claimed again.
+        await self._flush_acks(conn)
         for partition, key in zip(self.partitions, self._keys, strict=True):
             found = await claim_idle(
                 conn, key, self.group, self.name, min_idle_ms, count=self.count

@@ -10,17 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aioredismq.connection import Connection, is_reply_error, raise_for_reply
-from aioredismq.errors import ClosedError, ConfigError
+from aioredismq.errors import ClosedError, ConfigError, RedisConnectionError
 from aioredismq.keys import partition_for_key
 from aioredismq.message import FIELD_KEY, encode_fields
 from aioredismq.topic import Topic
 
 __all__ = ["Producer"]
+
+logger = logging.getLogger(__name__)
+
+RECONNECT_FIRST_S = 0.05
+RECONNECT_MAX_S = 2.0
 
 _TS_HEAD = b"$5\r\nts_us\r\n"
 _PAYLOAD_HEAD = b"$7\r\npayload\r\n"
@@ -57,6 +64,7 @@ class Producer:
         max_in_flight: int = 100_000,
         maxlen_approx: int | None = None,
         max_age_ms: int | None = None,
+        retries: int = 3,
     ) -> None:
         if max_in_flight < 1:
             raise ConfigError("producer", "max_in_flight", max_in_flight, ">= 1")
@@ -72,6 +80,11 @@ class Producer:
         self.topic = topic
         self.max_in_flight = max_in_flight
         self.max_age_ms = max_age_ms
+        self.retries = retries
+        self._reconnecting = asyncio.Lock()
+        # Connections this producer opened itself (on reconnect); it closes
+        # them, while the one it was given belongs to the caller.
+        self._opened: list[Connection] = []
         self._loop = asyncio.get_running_loop()
         self._in_flight = 0
         self._capacity_waiters: list[asyncio.Future[None]] = []
@@ -108,19 +121,48 @@ class Producer:
         key: str | bytes | None = None,
         headers: Mapping[str | bytes, str | bytes] | None = None,
     ) -> bytes:
-        """Send one message; return its stream entry id once it is stored."""
-        await self.wait_for_capacity()
-        future: asyncio.Future[bytes] = self._loop.create_future()
-        if not self._queued:
-            self._loop.call_soon(self._flush_queued)
-        ts_us = time.time_ns() // 1000
-        if headers:
-            self._queued.append(self._encode_with_headers(payload, key, headers, ts_us))
-        else:
-            self._queued.append(self.encode(payload, key, ts_us))
-        self._queued_futures.append(future)
-        self._in_flight += 1
-        return await future
+        """Send one message; return its stream entry id once it is stored.
+
+        If the connection is lost the producer reconnects, with back-off, and
+        sends again, up to `retries` times. A message whose ack was lost with
+        the connection may then be stored twice (at least once, never lost
+        silently); the last failure is raised.
+        """
+        backoff_s = RECONNECT_FIRST_S
+        for attempt in itertools.count():
+            await self.wait_for_capacity()
+            future: asyncio.Future[bytes] = self._loop.create_future()
+            if not self._queued:
+                self._loop.call_soon(self._flush_queued)
+            ts_us = time.time_ns() // 1000
+            if headers:
+                encoded = self._encode_with_headers(payload, key, headers, ts_us)
+            else:
+                encoded = self.encode(payload, key, ts_us)
+            self._queued.append(encoded)
+            self._queued_futures.append(future)
+            self._in_flight += 1
+            try:
+                return await future
+            except RedisConnectionError:
+                if attempt >= self.retries or self._closed:
+                    raise
+            await asyncio.sleep(backoff_s)
+            backoff_s = min(backoff_s * 2, RECONNECT_MAX_S)
+            await self._reconnect()
+        raise AssertionError("unreachable")
+
+    async def _reconnect(self) -> None:
+        # Concurrent senders that all saw the loss reconnect once, together.
+        async with self._reconnecting:
+            if self.connection.closed:
+                settings = self.connection.settings
+                try:
+                    self.connection = await Connection.open(settings)
+                    self._opened.append(self.connection)
+                    logger.warning("producer reconnected to %s", settings.address)
+                except RedisConnectionError as err:
+                    logger.warning("producer cannot reconnect yet: %s", err)
 
     def send_many(
         self,
@@ -262,12 +304,16 @@ class Producer:
                     waiter.set_result(None)
 
     async def close(self) -> None:
-        """Refuse new messages and wait for those in flight to be acked."""
+        """Refuse new messages, wait for those in flight to be acked, and
+        close any connection the producer opened itself."""
         self._closed = True
         while self._in_flight > 0 and not self.connection.closed:
             waiter = self._loop.create_future()
             self._capacity_waiters.append(waiter)
             await waiter
+        opened, self._opened = self._opened, []
+        for conn in opened:
+            await conn.close()
 
 
 def _resolve(

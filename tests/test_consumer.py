@@ -284,3 +284,52 @@ async def test_admin_surface(client: Client) -> None:
     await consumer.stop()
     assert await client.trim(topic, maxlen=1) == 4
     assert await client.stream_lengths(topic) == [1, 1]
+
+
+async def test_producer_and_consumer_survive_a_lost_connection(
+    client: Client, conn: Connection
+) -> None:
+    topic = await client.create_topic("lost", 2)
+    producer = client.producer(topic)
+    consumer = client.consumer(topic, "g", "c1", block_ms=50)
+    await producer.send(b"before")
+    assert [m.payload for m in await collect(consumer, 1)] == [b"before"]
+
+    # Every connection but the test's own goes: producer's, reader's, side.
+    own_id = await conn.execute("CLIENT", "ID")
+    listing = (await conn.execute("CLIENT", "LIST")).decode().splitlines()
+    for line in listing:
+        client_id = int(line.split("id=")[1].split()[0])
+        if client_id != own_id:
+            await conn.execute("CLIENT", "KILL", "ID", client_id)
+
+    await producer.send(b"after")  # reconnects and sends
+    got = await collect(consumer, 1, timeout_s=10)
+    await consumer.stop()
+    assert [m.payload for m in got] == [b"after"]
+
+
+async def test_pitfall_b13_undecodable_text_is_dead_lettered(client: Client) -> None:
+    topic = await client.create_topic("b13", 1)
+    producer = client.producer(topic)
+    await producer.send(b"\xc3\x28")  # not UTF-8
+    await producer.send("fine".encode())
+    texts: list[str] = []
+
+    async def as_text(message: Message) -> None:
+        texts.append(message.text())
+
+    consumer = client.consumer(
+        topic, "g", "c1", claim_idle_ms=50, claim_interval_ms=50, max_deliveries=1
+    )
+    runner = asyncio.create_task(consumer.run(as_text))
+    dead_key = dead_letter_key("b13", 0)
+    async with asyncio.timeout(5):
+        while not await client.connection.execute("XLEN", dead_key):
+            await asyncio.sleep(0.05)
+    await consumer.stop()
+    await runner
+    assert texts == ["fine"]
+    (entry,) = await client.connection.execute("XRANGE", dead_key, "-", "+")
+    assert entry[1][entry[1].index(b"payload") + 1] == b"\xc3\x28"
+    assert await client.pending(topic, "g") == [0]
