@@ -9,7 +9,8 @@
     │   │   └── ServerUnavailableError  nothing answers at the address given
     │   ├── ReplyError            the server answered a command with an error
     │   │   ├── NoGroupError      the stream or its consumer group is gone
-    │   │   └── BusyGroupError    the consumer group already exists
+    │   │   ├── BusyGroupError    the consumer group already exists
+    │   │   └── ClusterRedirectError  a cluster kept redirecting a command
     │   └── ProtocolError         a reply that does not parse
     ├── ClosedError               a producer, consumer or client used after close
     └── WorkerError               a benchmark worker process failed
@@ -25,6 +26,7 @@ __all__ = [
     "AioRedisMQError",
     "BusyGroupError",
     "ClosedError",
+    "ClusterRedirectError",
     "ConfigError",
     "DriverConfigError",
     "NoGroupError",
@@ -120,6 +122,15 @@ class NoGroupError(ReplyError):
 
 class BusyGroupError(ReplyError):
     """BUSYGROUP: the consumer group already exists."""
+
+
+class ClusterRedirectError(ReplyError):
+    """A cluster still answered MOVED or ASK after the allowed redirects.
+
+    Usually slots are being resharded; the map settles, so retrying later helps.
+    """
+
+    retriable = True
 
 
 class ProtocolError(RedisError):

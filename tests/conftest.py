@@ -46,3 +46,12 @@ async def conn(settings: ConnectionSettings) -> AsyncIterator[Connection]:
     await connection.execute("FLUSHDB")
     yield connection
     await connection.close()
+
+
+@pytest.fixture(scope="session")
+def cluster_seeds() -> Iterator[list[ConnectionSettings]]:
+    """A private three-primary cluster, built only when a test asks for it."""
+    from cluster_support import LocalCluster
+
+    with LocalCluster() as cluster:
+        yield cluster.seeds
