@@ -36,6 +36,7 @@ from aioredismq.errors import (
 )
 from aioredismq.message import FIELD_PAYLOAD, FIELD_TS
 from aioredismq.recovery import claim_idle, dead_letter
+from aioredismq.routing import Router, SingleNode
 from aioredismq.topic import Topic
 
 __all__ = [
@@ -113,18 +114,22 @@ def entry_payload_ts(fields: list[bytes]) -> tuple[bytes, int]:
 
 
 async def create_group(
-    conn: Connection, stream_keys: Sequence[str], group: str, start_id: str = "0"
+    conn: Connection | Router,
+    stream_keys: Sequence[str],
+    group: str,
+    start_id: str = "0",
 ) -> None:
     """Create `group` on every stream (and the stream if missing).
 
     An existing group is left as it is: BUSYGROUP means another process won
     the race, and the start id never moves an existing group.
     """
+    router = SingleNode(conn) if isinstance(conn, Connection) else conn
     commands = [
-        encode_command("XGROUP", "CREATE", key, group, start_id, "MKSTREAM")
+        (key, encode_command("XGROUP", "CREATE", key, group, start_id, "MKSTREAM"))
         for key in stream_keys
     ]
-    for reply in await conn.request(b"".join(commands), len(commands)):
+    for reply in await router.request_by_key(commands):
         try:
             raise_for_reply(reply)
         except BusyGroupError:
@@ -146,7 +151,7 @@ class GroupConsumer:
 
     def __init__(
         self,
-        settings: ConnectionSettings,
+        source: ConnectionSettings | Router,
         topic: Topic,
         group: str,
         name: str,
@@ -175,7 +180,15 @@ class GroupConsumer:
         if max_deliveries is not None and claim_idle_ms is None:
             allowed = "set claim_idle_ms too: redeliveries come from recovery"
             raise ConfigError("consumer", "max_deliveries", max_deliveries, allowed)
-        self.settings = settings
+        # A single server: one reader over every partition (one XREADGROUP
+        # may name many streams). A cluster: one reader per partition, since
+        # one command may not span hash slots.
+        self._settings: ConnectionSettings | None = None
+        self._router: Router | None = None
+        if isinstance(source, ConnectionSettings):
+            self._settings = source
+        else:
+            self._router = source
         self.topic = topic
         self.group = group
         self.name = name
@@ -201,7 +214,7 @@ class GroupConsumer:
         self._capacity = asyncio.Event()
         self._capacity.set()
         self._errors: dict[bytes, str] = {}
-        self._side: Connection | None = None
+        self._side: Connection | None = None  # a single server's side connection
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._running = asyncio.Event()
@@ -211,11 +224,20 @@ class GroupConsumer:
 
     async def start(self) -> None:
         """Ensure the group exists, connect and start reading (and sweeping)."""
-        self._side = await Connection.open(self.settings)
-        await create_group(self._side, self._keys, self.group, self.start_id)
-        self._tasks.append(
-            asyncio.create_task(self._read_forever(), name=f"reader {self.name}")
-        )
+        if self._settings is not None:
+            self._side = await Connection.open(self._settings)
+            self._router = SingleNode(self._side)
+            readers = [(self._settings, self._keys)]
+        else:
+            assert self._router is not None
+            readers = [(self._router.settings_for_key(k), [k]) for k in self._keys]
+        await create_group(self._router, self._keys, self.group, self.start_id)
+        for settings, keys in readers:
+            self._tasks.append(
+                asyncio.create_task(
+                    self._read_forever(settings, keys), name=f"reader {self.name}"
+                )
+            )
         if self.claim_idle_ms is not None:
             self._tasks.append(
                 asyncio.create_task(self._sweep_forever(), name=f"sweeper {self.name}")
@@ -238,17 +260,23 @@ class GroupConsumer:
         self._running.set()
         self._capacity.set()
         tasks, self._tasks = self._tasks, []
-        for task in tasks[1:]:
-            task.cancel()
+        for task in tasks:
+            if task.get_name().startswith("sweeper"):
+                task.cancel()
         results = await asyncio.gather(*tasks, return_exceptions=True)
         for result in results:
             if isinstance(result, Exception):
                 logger.warning(
                     "consumer %s stopped with an error: %s", self.name, result
                 )
+        if self._acks and self._router is not None:
+            try:
+                await self._flush_acks(self._router)
+            except RedisConnectionError as err:
+                logger.warning(
+                    "consumer %s could not send its last acks: %s", self.name, err
+                )
         if self._side is not None:
-            if self._acks and not self._side.closed:
-                await self._flush_acks(self._side)
             await self._side.close()
             self._side = None
 
@@ -276,27 +304,37 @@ class GroupConsumer:
         if self.max_unacked is None or self._unacked < self.max_unacked:
             self._capacity.set()
 
-    def _take_ack_commands(self) -> tuple[list[bytes], int]:
-        acks, self._acks = self._acks, {}
+    def _take_ack_commands(
+        self, keys: Sequence[str] | None = None
+    ) -> tuple[list[tuple[str, bytes]], int]:
+        """XACK commands for the buffered acks of `keys` (None: all keys)."""
+        wanted = self._acks.keys() if keys is None else keys
+        taken = {key: self._acks.pop(key) for key in list(wanted) if key in self._acks}
         commands = [
-            encode_command("XACK", key, self.group, *ids) for key, ids in acks.items()
+            (key, encode_command("XACK", key, self.group, *ids))
+            for key, ids in taken.items()
         ]
-        return commands, sum(len(ids) for ids in acks.values())
+        return commands, sum(len(ids) for ids in taken.values())
 
-    async def _flush_acks(self, conn: Connection) -> None:
-        commands, count = self._take_ack_commands()
+    async def _flush_acks(
+        self, target: Connection | Router, keys: Sequence[str] | None = None
+    ) -> None:
+        commands, count = self._take_ack_commands(keys)
         if commands:
-            for reply in await conn.request(b"".join(commands), len(commands)):
+            router = SingleNode(target) if isinstance(target, Connection) else target
+            for reply in await router.request_by_key(commands):
                 raise_for_reply(reply)
             self.stats.acked += count
 
     # reading
 
-    async def _read_forever(self) -> None:
+    async def _read_forever(
+        self, settings: ConnectionSettings, keys: list[str]
+    ) -> None:
         backoff_s = BACKOFF_FIRST_S
         while not self._stopping:
             try:
-                conn = await Connection.open(self.settings)
+                conn = await Connection.open(settings)
             except RedisConnectionError as err:
                 logger.warning(
                     "consumer %s cannot connect (%s); retrying in %.1f s",
@@ -308,7 +346,7 @@ class GroupConsumer:
                 backoff_s = min(backoff_s * 2, BACKOFF_MAX_S)
                 continue
             try:
-                await self._read(conn)
+                await self._read(conn, keys)
                 return
             except RedisConnectionError as err:
                 if self._stopping:
@@ -321,26 +359,24 @@ class GroupConsumer:
             finally:
                 await conn.close()
 
-    async def _read(self, conn: Connection) -> None:
+    async def _read(self, conn: Connection, keys: list[str]) -> None:
         # Cursor per stream: an id while draining own history, then ">".
-        cursors: dict[str, bytes] = {key: b"0" for key in self._keys}
+        cursors: dict[str, bytes] = {key: b"0" for key in keys}
         nogroup_backoff_s = BACKOFF_FIRST_S
         while True:
             if not self._running.is_set() and not self._stopping:
-                await self._flush_acks(conn)
+                await self._flush_acks(conn, keys)
                 await self._running.wait()
             if self.max_unacked is not None and not self._stopping:
                 while self._unacked >= self.max_unacked and not self._stopping:
                     self._capacity.clear()
-                    await self._flush_acks(conn)
+                    await self._flush_acks(conn, keys)
                     await self._capacity.wait()
-            commands, acked = self._take_ack_commands()
             if self._stopping:
-                if commands:
-                    for reply in await conn.request(b"".join(commands), len(commands)):
-                        raise_for_reply(reply)
-                    self.stats.acked += acked
+                await self._flush_acks(conn, keys)
                 return
+            keyed, acked = self._take_ack_commands(keys)
+            commands = [command for _, command in keyed]
             commands.append(self._read_command(cursors))
             replies = await conn.request(b"".join(commands), len(commands))
             for reply in replies[:-1]:
@@ -348,7 +384,7 @@ class GroupConsumer:
             self.stats.acked += acked
             reply = replies[-1]
             if is_reply_error(reply):
-                await self._on_read_error(conn, reply, nogroup_backoff_s)
+                await self._on_read_error(conn, reply, nogroup_backoff_s, keys)
                 nogroup_backoff_s = min(nogroup_backoff_s * 2, BACKOFF_MAX_S)
                 continue
             nogroup_backoff_s = BACKOFF_FIRST_S
@@ -418,12 +454,12 @@ class GroupConsumer:
         if self.ack_mode is AckMode.NONE:
             args.append("NOACK")
         args.append("STREAMS")
-        args.extend(self._keys)
-        args.extend(cursors[key] for key in self._keys)
+        args.extend(cursors)
+        args.extend(cursors.values())
         return encode_command(*args)
 
     async def _on_read_error(
-        self, conn: Connection, reply: Any, backoff_s: float
+        self, conn: Connection, reply: Any, backoff_s: float, keys: list[str]
     ) -> None:
         try:
             raise_for_reply(reply)
@@ -436,7 +472,7 @@ class GroupConsumer:
                 self.group, self.topic.name, backoff_s,
             )  # fmt: skip
             await asyncio.sleep(backoff_s)
-            await create_group(conn, self._keys, self.group, "0")
+            await create_group(conn, keys, self.group, "0")
 
     # recovery
 
@@ -449,8 +485,10 @@ class GroupConsumer:
             except RedisConnectionError as err:
                 logger.warning("recovery sweep failed (%s); trying again later", err)
                 if self._side is not None and self._side.closed:
+                    assert self._settings is not None
                     try:
-                        self._side = await Connection.open(self.settings)
+                        self._side = await Connection.open(self._settings)
+                        self._router = SingleNode(self._side)
                     except RedisConnectionError:
                         pass
             except NoGroupError:
@@ -458,13 +496,14 @@ class GroupConsumer:
 
     async def sweep(self) -> None:
         """Claim entries idle past `claim_idle_ms`; dead-letter the worn out."""
-        conn, min_idle_ms = self._side, self.claim_idle_ms
-        if conn is None or min_idle_ms is None:
+        router, min_idle_ms = self._router, self.claim_idle_ms
+        if router is None or min_idle_ms is None:
             return
         # Acks wait for the reader's next round trip; send them first, or an
         # entry handled a moment ago would look idle and be claimed again.
-        await self._flush_acks(conn)
+        await self._flush_acks(router)
         for partition, key in zip(self.partitions, self._keys, strict=True):
+            conn = router.connection_for_key(key)
             found = await claim_idle(
                 conn, key, self.group, self.name, min_idle_ms, count=self.count
             )

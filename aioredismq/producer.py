@@ -20,6 +20,7 @@ from aioredismq.connection import Connection, is_reply_error, raise_for_reply
 from aioredismq.errors import ClosedError, ConfigError, RedisConnectionError
 from aioredismq.keys import partition_for_key
 from aioredismq.message import FIELD_KEY, encode_fields
+from aioredismq.routing import Router, SingleNode
 from aioredismq.topic import Topic
 
 __all__ = ["Producer"]
@@ -58,7 +59,7 @@ class Producer:
 
     def __init__(
         self,
-        connection: Connection,
+        connection: Connection | Router,
         topic: Topic,
         *,
         max_in_flight: int = 100_000,
@@ -76,7 +77,16 @@ class Producer:
             raise ConfigError(
                 "producer", "max_age_ms", max_age_ms, "give it or maxlen_approx"
             )
-        self.connection = connection
+        # One server: everything goes down one connection, encoded as one
+        # blob per batch. A cluster: each XADD is routed to its slot's node.
+        self._router: Router | None = None
+        if isinstance(connection, Connection):
+            self.connection = connection
+        elif isinstance(connection, SingleNode):
+            self.connection = connection.connection
+        else:
+            self._router = connection
+            self.connection = connection.connection_for_key(topic.stream_keys[0])
         self.topic = topic
         self.max_in_flight = max_in_flight
         self.max_age_ms = max_age_ms
@@ -108,6 +118,7 @@ class Producer:
         ]
         # Messages queued by `send` during the current loop tick.
         self._queued: list[bytes] = []
+        self._queued_streams: list[str] = []
         self._queued_futures: list[asyncio.Future[bytes]] = []
 
     @property
@@ -135,11 +146,12 @@ class Producer:
             if not self._queued:
                 self._loop.call_soon(self._flush_queued)
             ts_us = time.time_ns() // 1000
-            if headers:
-                encoded = self._encode_with_headers(payload, key, headers, ts_us)
-            else:
-                encoded = self.encode(payload, key, ts_us)
-            self._queued.append(encoded)
+            key_bytes = key.encode() if isinstance(key, str) else key
+            partition = self._partition(key_bytes)
+            self._queued.append(
+                self._encode_one(partition, payload, key_bytes, b"%d" % ts_us, headers)
+            )
+            self._queued_streams.append(self.topic.stream_keys[partition])
             self._queued_futures.append(future)
             self._in_flight += 1
             try:
@@ -155,7 +167,7 @@ class Producer:
     async def _reconnect(self) -> None:
         # Concurrent senders that all saw the loss reconnect once, together.
         async with self._reconnecting:
-            if self.connection.closed:
+            if self._router is None and self.connection.closed:
                 settings = self.connection.settings
                 try:
                     self.connection = await Connection.open(settings)
@@ -178,10 +190,25 @@ class Producer:
         if self._closed:
             raise ClosedError("producer is closed")
         ts = b"%d" % (time.time_ns() // 1000)
-        data = self._encode_batch(payloads, keys, ts)
         count = len(payloads)
+        if self._router is not None:
+            routed = []
+            for i, payload in enumerate(payloads):
+                key = None if keys is None else keys[i]
+                key_bytes = key.encode() if isinstance(key, str) else key
+                partition = self._partition(key_bytes)
+                routed.append(
+                    (
+                        self.topic.stream_keys[partition],
+                        self._encode_one(partition, payload, key_bytes, ts, None),
+                    )
+                )
+            future = asyncio.ensure_future(self._router.request_by_key(routed))
+        else:
+            future = self.connection.request(
+                self._encode_batch(payloads, keys, ts), count
+            )
         self._in_flight += count
-        future = self.connection.request(data, count)
         future.add_done_callback(functools.partial(self._release, count))
         return future
 
@@ -193,12 +220,8 @@ class Producer:
             waiter = self._loop.create_future()
             self._capacity_waiters.append(waiter)
             await waiter
-        await self.connection.drain()
-
-    def encode(self, payload: bytes, key: str | bytes | None, ts_us: int) -> bytes:
-        """The XADD of one message, choosing its partition."""
-        keys = None if key is None else [key]
-        return self._encode_batch([payload], keys, b"%d" % ts_us)
+        if self._router is None:
+            await self.connection.drain()
 
     def _trim(self) -> bytes:
         if self.max_age_ms is None:
@@ -251,25 +274,25 @@ class Producer:
             append(b"$%d\r\n%b\r\n" % (len(key_bytes), key_bytes))
         return b"".join(parts)
 
-    def _encode_with_headers(
+    def _encode_one(
         self,
+        partition: int,
         payload: bytes,
-        key: str | bytes | None,
-        headers: Mapping[str | bytes, str | bytes],
-        ts_us: int,
+        key: bytes | None,
+        ts: bytes,
+        headers: Mapping[str | bytes, str | bytes] | None,
     ) -> bytes:
-        key_bytes = key.encode() if isinstance(key, str) else key
+        """One XADD to `partition`, with any key and headers."""
         extra = encode_fields(headers)
-        if key_bytes is not None:
-            extra = [FIELD_KEY, key_bytes, *extra]
-        partition = self._partition(key_bytes)
+        if key is not None:
+            extra = [FIELD_KEY, key, *extra]
         parts = [
             b"*%d\r\n" % (self._base_args + len(extra)),
             self._stream_parts[partition],
             self._trim(),
             _AUTO_ID,
             _TS_HEAD,
-            _bulk(b"%d" % ts_us),
+            _bulk(ts),
             _PAYLOAD_HEAD,
             _bulk(payload),
             *map(_bulk, extra),
@@ -277,10 +300,18 @@ class Producer:
         return b"".join(parts)
 
     def _flush_queued(self) -> None:
-        data, futures = b"".join(self._queued), self._queued_futures
-        self._queued, self._queued_futures = [], []
+        queued, streams, futures = (
+            self._queued,
+            self._queued_streams,
+            self._queued_futures,
+        )
+        self._queued, self._queued_streams, self._queued_futures = [], [], []
         try:
-            batch = self.connection.request(data, len(futures))
+            if self._router is not None:
+                pairs = list(zip(streams, queued, strict=True))
+                batch = asyncio.ensure_future(self._router.request_by_key(pairs))
+            else:
+                batch = self.connection.request(b"".join(queued), len(futures))
         except Exception as err:
             self._in_flight -= len(futures)
             for future in futures:
@@ -307,7 +338,9 @@ class Producer:
         """Refuse new messages, wait for those in flight to be acked, and
         close any connection the producer opened itself."""
         self._closed = True
-        while self._in_flight > 0 and not self.connection.closed:
+        while self._in_flight > 0 and (
+            self._router is not None or not self.connection.closed
+        ):
             waiter = self._loop.create_future()
             self._capacity_waiters.append(waiter)
             await waiter
