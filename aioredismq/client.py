@@ -14,17 +14,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any
 
 from aioredismq import topic as topics
+from aioredismq.cluster import ClusterConnections
 from aioredismq.connection import Connection, ConnectionSettings, encode_command
 from aioredismq.consumer import AckMode, ConsumerStats, Entry, GroupConsumer
 from aioredismq.errors import ClosedError, ConfigError
 from aioredismq.keys import META_PREFIX
 from aioredismq.message import Message, parse_fields
 from aioredismq.producer import Producer
+from aioredismq.routing import Router, SingleNode
 from aioredismq.topic import Topic
 
 __all__ = ["Client", "Consumer", "Subscriber"]
@@ -44,9 +46,15 @@ def _pairs(flat: list[Any]) -> dict[str, Any]:
 class Client:
     """A connection to one server and everything made from it."""
 
-    def __init__(self, settings: ConnectionSettings, conn: Connection) -> None:
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        conn: Connection,
+        cluster: ClusterConnections | None = None,
+    ) -> None:
         self.settings = settings
         self._conn = conn
+        self._cluster = cluster
         self._owned: list[Consumer | Subscriber | Producer] = []
         self._closing = False
 
@@ -58,6 +66,15 @@ class Client:
         settings = ConnectionSettings.from_url(url, **options)
         return cls(settings, await Connection.open(settings))
 
+    @classmethod
+    async def connect_cluster(cls, seed_urls: Sequence[str], **options: Any) -> Client:
+        """Connect to a Redis Cluster through any of its nodes' URLs."""
+        if not seed_urls:
+            raise ConfigError("cluster", "seed_urls", seed_urls, "give at least one")
+        seeds = [ConnectionSettings.from_url(url, **options) for url in seed_urls]
+        cluster = await ClusterConnections.connect(seeds)
+        return cls(seeds[0], cluster.connection_for_key(META_PREFIX), cluster)
+
     async def close(self) -> None:
         """Stop consumers and subscribers, close producers, disconnect."""
         self._closing = True
@@ -67,7 +84,10 @@ class Client:
                 await item.close()
             else:
                 await item.stop()
-        await self._conn.close()
+        if self._cluster is not None:
+            await self._cluster.close()
+        else:
+            await self._conn.close()
 
     async def __aenter__(self) -> Client:
         return self
@@ -85,12 +105,14 @@ class Client:
         """The shared, pipelined connection (never used for blocking reads)."""
         return self._conn
 
-    async def _admin(self) -> Connection:
+    async def _admin(self) -> Router:
+        if self._cluster is not None:
+            return self._cluster
         # Reopened on first use after a loss; callers see one failed call at
         # most, not a client that stays broken.
         if self._conn.closed and not self._closing:
             self._conn = await Connection.open(self.settings)
-        return self._conn
+        return SingleNode(self._conn)
 
     # topics
 
@@ -105,24 +127,31 @@ class Client:
         return await topics.delete_topic(await self._admin(), topic)
 
     async def list_topics(self) -> list[str]:
+        if self._cluster is not None:
+            nodes = await self._cluster.primaries()
+        else:
+            nodes = [(await self._admin()).connection_for_key(META_PREFIX)]
         names: list[str] = []
-        cursor = b"0"
-        while True:
-            cursor, keys = await (await self._admin()).execute(
-                "SCAN", cursor, "MATCH", META_PREFIX + "*", "COUNT", 1000
-            )
-            names += [k.decode()[len(META_PREFIX) :] for k in keys]
-            if cursor == b"0":
-                return sorted(names)
+        for node in nodes:
+            cursor = b"0"
+            while True:
+                cursor, keys = await node.execute(
+                    "SCAN", cursor, "MATCH", META_PREFIX + "*", "COUNT", 1000
+                )
+                names += [k.decode()[len(META_PREFIX) :] for k in keys]
+                if cursor == b"0":
+                    break
+        return sorted(names)
 
     async def _each_partition(
         self, topic: Topic, command: str, *args: str | int
     ) -> list[Any]:
         # "XINFO GROUPS" and the like: the subcommand goes before the key.
         head = command.split()
-        commands = [encode_command(*head, key, *args) for key in topic.stream_keys]
-        conn = await self._admin()
-        return await conn.request(b"".join(commands), len(commands))
+        router = await self._admin()
+        return await router.request_by_key(
+            [(key, encode_command(*head, key, *args)) for key in topic.stream_keys]
+        )
 
     async def stream_lengths(self, topic: Topic) -> list[int]:
         """Entries per partition (XLEN)."""
@@ -178,19 +207,20 @@ class Client:
 
     def producer(self, topic: Topic, **options: Any) -> Producer:
         """A producer on the shared connection (see `Producer` for options)."""
-        producer = Producer(self._conn, topic, **options)
+        producer = Producer(self._cluster or self._conn, topic, **options)
         self._owned.append(producer)
         return producer
 
     def consumer(self, topic: Topic, group: str, name: str, **options: Any) -> Consumer:
         """A group member; start it with `async with` or `await start()`."""
-        consumer = Consumer(self.settings, topic, group, name, **options)
+        source = self._cluster or self.settings
+        consumer = Consumer(source, topic, group, name, **options)
         self._owned.append(consumer)
         return consumer
 
     def subscriber(self, topic: Topic, **options: Any) -> Subscriber:
         """A reader outside any group: every message, from a position."""
-        subscriber = Subscriber(self.settings, topic, **options)
+        subscriber = Subscriber(self._cluster or self.settings, topic, **options)
         self._owned.append(subscriber)
         return subscriber
 
@@ -208,7 +238,7 @@ class Consumer:
 
     def __init__(
         self,
-        settings: ConnectionSettings,
+        source: ConnectionSettings | Router,
         topic: Topic,
         group: str,
         name: str,
@@ -224,7 +254,7 @@ class Consumer:
         self.concurrency = concurrency
         self._queue: asyncio.Queue[Message] = asyncio.Queue()
         self._engine = GroupConsumer(
-            settings,
+            source,
             topic,
             group,
             name,
@@ -356,55 +386,82 @@ class Subscriber:
     Starts at `start`: "$" (only what is published from now on), "0" (from
     the beginning) or an entry id. "$" is resolved to the current last id
     once, at start, and a cursor per partition is kept from then on, so
-    nothing published between two reads is missed.
+    nothing published between two reads is missed. On a single server one
+    blocking XREAD covers every partition, on its own connection; on a
+    cluster, where one command may not span slots, each partition is read
+    without blocking and an empty round waits `block_ms`.
     """
 
     def __init__(
         self,
-        settings: ConnectionSettings,
+        source: ConnectionSettings | Router,
         topic: Topic,
         *,
         start: str = "$",
         count: int = 100,
         block_ms: int = 100,
     ) -> None:
-        self.settings = settings
+        self._source = source
         self.topic = topic
         self.start = start
         self.count = count
         self.block_ms = block_ms
-        self._conn: Connection | None = None
+        self._router: Router | None = None
+        self._own: Connection | None = None
         self._cursors: list[bytes] = []
         self._buffer: list[Message] = []
         self._stopped = False
 
-    async def _open(self) -> Connection:
+    async def _open(self) -> Router:
         if self._stopped:
             raise ClosedError("subscriber is stopped")
-        if self._conn is None:
-            conn = await Connection.open(self.settings)
+        if self._router is None:
+            if isinstance(self._source, ConnectionSettings):
+                self._own = await Connection.open(self._source)
+                router: Router = SingleNode(self._own)
+            else:
+                router = self._source
+            keys = self.topic.stream_keys
             if self.start == "$":
-                commands = [
-                    encode_command("XREVRANGE", key, "+", "-", "COUNT", 1)
-                    for key in self.topic.stream_keys
-                ]
-                last = await conn.request(b"".join(commands), len(commands))
+                last = await router.request_by_key(
+                    [
+                        (k, encode_command("XREVRANGE", k, "+", "-", "COUNT", 1))
+                        for k in keys
+                    ]
+                )
                 self._cursors = [r[0][0] if r else b"0-0" for r in last]
             else:
                 self._cursors = [self.start.encode()] * self.topic.partitions
-            self._conn = conn
-        return self._conn
+            self._router = router
+        return self._router
 
     async def read(self) -> list[Message]:
         """The next messages (waiting up to `block_ms`); may be empty."""
-        conn = await self._open()
+        router = await self._open()
         keys = self.topic.stream_keys
-        reply = await conn.execute(
-            "XREAD", "COUNT", self.count, "BLOCK", self.block_ms, "STREAMS",
-            *keys, *self._cursors,
-        )  # fmt: skip
+        if self._own is not None:
+            reply = await self._own.execute(
+                "XREAD", "COUNT", self.count, "BLOCK", self.block_ms, "STREAMS",
+                *keys, *self._cursors,
+            )  # fmt: skip
+            streams = reply or []
+        else:
+            replies = await router.request_by_key(
+                [
+                    (
+                        key,
+                        encode_command(
+                            "XREAD", "COUNT", self.count, "STREAMS", key, cursor
+                        ),
+                    )
+                    for key, cursor in zip(keys, self._cursors, strict=True)
+                ]
+            )
+            streams = [stream for reply in replies if reply for stream in reply]
+            if not streams:
+                await asyncio.sleep(self.block_ms / 1000)
         messages: list[Message] = []
-        for stream, entries in reply or []:
+        for stream, entries in streams:
             partition = keys.index(stream.decode())
             self._cursors[partition] = entries[-1][0]
             messages += [parse_fields(i, partition, f) for i, f in entries]
@@ -422,6 +479,7 @@ class Subscriber:
 
     async def stop(self) -> None:
         self._stopped = True
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+        self._router = None
+        if self._own is not None:
+            await self._own.close()
+            self._own = None

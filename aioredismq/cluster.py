@@ -158,7 +158,7 @@ class ClusterConnections:
                 by_node.setdefault(address, []).append((index, asking))
             conns = await asyncio.gather(*map(self._node, by_node))
             futures = []
-            for conn, batch in zip(conns, by_node.values()):
+            for conn, batch in zip(conns, by_node.values(), strict=True):
                 data = b"".join(
                     _ASKING + commands[i][1] if asking else commands[i][1]
                     for i, asking in batch
@@ -171,7 +171,7 @@ class ClusterConnections:
                 raise failed[0]
             todo = {}
             moved = False
-            for (address, batch), result in zip(by_node.items(), results):
+            for (address, batch), result in zip(by_node.items(), results, strict=True):
                 assert isinstance(result, list)
                 node_replies = iter(result)
                 for index, asking in batch:
@@ -268,6 +268,10 @@ class ClusterConnections:
         return nodes[slot % len(nodes)]
 
     # connections
+
+    async def primaries(self) -> list[Connection]:
+        """One open connection per primary (for per-node commands like SCAN)."""
+        return [await self._node(address) for address in self.nodes]
 
     def _settings_at(self, address: Address) -> ConnectionSettings:
         return replace(self._template, host=address[0], port=address[1])

@@ -12,6 +12,7 @@ from aioredismq.connection import (
     raise_for_reply,
 )
 from aioredismq.errors import ConfigError
+from aioredismq.routing import Router, SingleNode
 
 __all__ = [
     "Topic",
@@ -43,7 +44,11 @@ class Topic:
         object.__setattr__(self, "stream_keys", names)
 
 
-async def create_topic(conn: Connection, name: str, partitions: int) -> Topic:
+def _router(conn: Connection | Router) -> Router:
+    return SingleNode(conn) if isinstance(conn, Connection) else conn
+
+
+async def create_topic(conn: Connection | Router, name: str, partitions: int) -> Topic:
     """Record a topic's partition count; the streams appear on first write.
 
     Creating a topic that exists with the same count is a no-op; with another
@@ -51,23 +56,27 @@ async def create_topic(conn: Connection, name: str, partitions: int) -> Topic:
     """
     topic = Topic(name, partitions)
     meta = keys.topic_meta_key(name)
-    await conn.execute("HSETNX", meta, "partitions", partitions)
-    existing = int(await conn.execute("HGET", meta, "partitions"))
+    node = _router(conn).connection_for_key(meta)
+    await node.execute("HSETNX", meta, "partitions", partitions)
+    existing = int(await node.execute("HGET", meta, "partitions"))
     if existing != partitions:
         allowed = f"topic exists with {existing} partitions"
         raise ConfigError(f"topic {name!r}", "partitions", partitions, allowed)
     return topic
 
 
-async def open_topic(conn: Connection, name: str) -> Topic:
+async def open_topic(conn: Connection | Router, name: str) -> Topic:
     """The topic as another process created it."""
-    reply = await conn.execute("HGET", keys.topic_meta_key(name), "partitions")
+    meta = keys.topic_meta_key(name)
+    reply = (
+        await _router(conn).connection_for_key(meta).execute("HGET", meta, "partitions")
+    )
     if reply is None:
         raise ConfigError("topic", "name", name, "no such topic; create it first")
     return Topic(name, int(reply))
 
 
-async def delete_topic(conn: Connection, topic: Topic) -> int:
+async def delete_topic(conn: Connection | Router, topic: Topic) -> int:
     """Delete every stream, dead-letter stream and group of a topic.
 
     Returns how many keys existed. Keys go one command each, so this works on
@@ -77,8 +86,8 @@ async def delete_topic(conn: Connection, topic: Topic) -> int:
     for i in range(topic.partitions):
         names.append(keys.stream_key(topic.name, i))
         names.append(keys.dead_letter_key(topic.name, i))
-    replies = await conn.request(
-        b"".join(encode_command("DEL", name) for name in names), len(names)
+    replies = await _router(conn).request_by_key(
+        [(name, encode_command("DEL", name)) for name in names]
     )
     return sum(int(raise_for_reply(reply)) for reply in replies)
 
@@ -88,7 +97,7 @@ def _id_tuple(entry_id: bytes) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-async def trim_acknowledged(conn: Connection, topic: Topic) -> int:
+async def trim_acknowledged(conn: Connection | Router, topic: Topic) -> int:
     """Trim each partition to what some consumer group still needs.
 
     An entry can go once every group on its stream has had it delivered and
@@ -97,9 +106,10 @@ async def trim_acknowledged(conn: Connection, topic: Topic) -> int:
     is approximate (`MINID ~`), so whole radix-tree nodes go and a few extra
     entries stay. Returns how many entries were removed.
     """
+    router = _router(conn)
     keys_ = topic.stream_keys
-    infos = await conn.request(
-        b"".join(encode_command("XINFO", "GROUPS", key) for key in keys_), len(keys_)
+    infos = await router.request_by_key(
+        [(key, encode_command("XINFO", "GROUPS", key)) for key in keys_]
     )
     pending_queries: list[tuple[int, bytes, bytes]] = []
     floors: dict[int, tuple[int, int]] = {}
@@ -114,12 +124,11 @@ async def trim_acknowledged(conn: Connection, topic: Topic) -> int:
             if fields[b"pending"]:
                 pending_queries.append((index, keys_[index].encode(), fields[b"name"]))
     if pending_queries:
-        summaries = await conn.request(
-            b"".join(
-                encode_command("XPENDING", key, group)
+        summaries = await router.request_by_key(
+            [
+                (key, encode_command("XPENDING", key, group))
                 for _, key, group in pending_queries
-            ),
-            len(pending_queries),
+            ]
         )
         for (index, _, _), summary in zip(pending_queries, summaries, strict=True):
             if not is_reply_error(summary) and summary[0]:
@@ -127,8 +136,13 @@ async def trim_acknowledged(conn: Connection, topic: Topic) -> int:
     if not floors:
         return 0
     trims = [
-        encode_command("XTRIM", keys_[index], "MINID", "~", f"{floor[0]}-{floor[1]}")
+        (
+            keys_[index],
+            encode_command(
+                "XTRIM", keys_[index], "MINID", "~", f"{floor[0]}-{floor[1]}"
+            ),
+        )
         for index, floor in floors.items()
     ]
-    replies = await conn.request(b"".join(trims), len(trims))
+    replies = await router.request_by_key(trims)
     return sum(int(reply) for reply in replies if not is_reply_error(reply))

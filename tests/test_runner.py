@@ -138,7 +138,7 @@ async def test_a_run_in_process_measures_what_was_sent() -> None:
     # In one process the coordinator's histogram work holds up the sender,
     # which catches up afterwards, so single periods vary; their mean holds.
     mean_rate = sum(result.publish_rate) / 3
-    assert mean_rate == pytest.approx(5000, rel=0.15)
+    assert mean_rate == pytest.approx(5000, rel=0.3)
     assert result.publish_rate == pytest.approx(result.consume_rate, rel=0.01)
     assert outcome.counters["messagesSent"] == outcome.counters["messagesReceived"]
     assert outcome.counters["messageSendErrors"] == 0
