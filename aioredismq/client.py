@@ -22,10 +22,11 @@ from aioredismq import topic as topics
 from aioredismq.cluster import ClusterConnections
 from aioredismq.connection import Connection, ConnectionSettings, encode_command
 from aioredismq.consumer import AckMode, ConsumerStats, Entry, GroupConsumer
-from aioredismq.errors import ClosedError, ConfigError
-from aioredismq.keys import META_PREFIX
+from aioredismq.errors import ClosedError, ConfigError, RedisConnectionError
+from aioredismq.keys import META_PREFIX, dead_letter_key
 from aioredismq.message import Message, parse_fields
 from aioredismq.producer import Producer
+from aioredismq.recovery import ORIGIN_FIELDS
 from aioredismq.routing import Router, SingleNode
 from aioredismq.topic import Topic
 
@@ -203,6 +204,28 @@ class Client:
             lags.append(None if lag is None else int(lag))
         return lags
 
+    async def dead_letters(
+        self, topic: Topic, count: int = 100
+    ) -> list[tuple[Message, dict[str, bytes]]]:
+        """The oldest dead letters of every partition, each with its origin
+        (`origin-partition`, `origin-id`, `origin-group`, `deliveries`,
+        `last-error`)."""
+        router = await self._admin()
+        names = [dead_letter_key(topic.name, i) for i in range(topic.partitions)]
+        replies = await router.request_by_key(
+            [
+                (name, encode_command("XRANGE", name, "-", "+", "COUNT", count))
+                for name in names
+            ]
+        )
+        letters = []
+        for partition, entries in enumerate(replies):
+            for entry_id, fields in entries:
+                values = dict(zip(fields[::2], fields[1::2], strict=True))
+                origin = {f.decode(): values[f] for f in ORIGIN_FIELDS if f in values}
+                letters.append((parse_fields(entry_id, partition, fields), origin))
+        return letters
+
     # producers and consumers
 
     def producer(self, topic: Topic, **options: Any) -> Producer:
@@ -246,7 +269,11 @@ class Consumer:
         ack_mode: AckMode = AckMode.AFTER_HANDLER,
         prefetch: int = 100,
         concurrency: int = 10,
-        **engine_options: Any,
+        block_ms: int = 100,
+        start_id: str = "0",
+        claim_idle_ms: int | None = None,
+        claim_interval_ms: int = 1000,
+        max_deliveries: int | None = None,
     ) -> None:
         if concurrency < 1:
             raise ConfigError("consumer", "concurrency", concurrency, ">= 1")
@@ -261,11 +288,16 @@ class Consumer:
             self._enqueue,
             ack_mode=AckMode.NONE if ack_mode is AckMode.NONE else AckMode.MANUAL,
             max_unacked=prefetch,
-            count=min(prefetch, engine_options.pop("count", prefetch)),
-            **engine_options,
+            count=prefetch,
+            block_ms=block_ms,
+            start_id=start_id,
+            claim_idle_ms=claim_idle_ms,
+            claim_interval_ms=claim_interval_ms,
+            max_deliveries=max_deliveries,
         )
         self._previous: Message | None = None
         self._handlers: set[asyncio.Task[None]] = set()
+        self._engine_stopped = False
         self._started = False
         self._stopped = asyncio.Event()
 
@@ -298,7 +330,12 @@ class Consumer:
         await self.stop()
 
     async def ack(self, message: Message) -> None:
-        """Acknowledge a message (manual mode; harmless otherwise)."""
+        """Acknowledge a message (manual mode; harmless otherwise).
+
+        Raises `ClosedError` after `stop`: the ack could no longer be sent.
+        """
+        if self._engine_stopped:
+            raise ClosedError("consumer is stopped; the message stays pending")
         if self.ack_mode is not AckMode.NONE:
             self._engine.ack(message.partition, [message.id])
 
@@ -310,6 +347,11 @@ class Consumer:
         return self
 
     async def __anext__(self) -> Message:
+        # A message is acked when the loop comes back for the next one, so a
+        # loop left with `break` leaves its last message pending unless the
+        # body acks it (at least once, rather than acking unfinished work).
+        if self._stopped.is_set():
+            self._previous = None
         if self._previous is not None and self.ack_mode is AckMode.AFTER_HANDLER:
             await self.ack(self._previous)
         self._previous = None
@@ -378,6 +420,7 @@ class Consumer:
             if late:
                 await asyncio.wait(late)
         await self._engine.stop()
+        self._engine_stopped = True
 
 
 class Subscriber:
@@ -435,8 +478,38 @@ class Subscriber:
             self._router = router
         return self._router
 
+    async def start(self) -> None:
+        """Fix the start position now ("$" means: what is published after
+        this call); otherwise the first `read` does it."""
+        await self._open()
+
+    async def __aenter__(self) -> Subscriber:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
     async def read(self) -> list[Message]:
-        """The next messages (waiting up to `block_ms`); may be empty."""
+        """The next messages (waiting up to `block_ms`); may be empty.
+
+        After `stop` (even from another task, mid-read) it returns nothing.
+        """
+        if self._stopped:
+            return []
+        try:
+            return await self._read()
+        except (ClosedError, RedisConnectionError):
+            if self._stopped:
+                return []
+            raise
+
+    async def _read(self) -> list[Message]:
         router = await self._open()
         keys = self.topic.stream_keys
         if self._own is not None:

@@ -203,7 +203,9 @@ class Producer:
                         self._encode_one(partition, payload, key_bytes, ts, None),
                     )
                 )
-            future = asyncio.ensure_future(self._router.request_by_key(routed))
+            future: asyncio.Future[list[Any]] = asyncio.ensure_future(
+                self._router.request_by_key(routed)
+            )
         else:
             future = self.connection.request(
                 self._encode_batch(payloads, keys, ts), count
@@ -309,7 +311,9 @@ class Producer:
         try:
             if self._router is not None:
                 pairs = list(zip(streams, queued, strict=True))
-                batch = asyncio.ensure_future(self._router.request_by_key(pairs))
+                batch: asyncio.Future[list[Any]] = asyncio.ensure_future(
+                    self._router.request_by_key(pairs)
+                )
             else:
                 batch = self.connection.request(b"".join(queued), len(futures))
         except Exception as err:

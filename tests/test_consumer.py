@@ -12,6 +12,7 @@ import pytest
 from aioredismq.client import Client, Consumer
 from aioredismq.connection import Connection, ConnectionSettings
 from aioredismq.consumer import AckMode, GroupConsumer, create_group
+from aioredismq.errors import ClosedError
 from aioredismq.keys import dead_letter_key
 from aioredismq.message import Message
 from aioredismq.topic import Topic
@@ -333,3 +334,58 @@ async def test_pitfall_b13_undecodable_text_is_dead_lettered(client: Client) -> 
     (entry,) = await client.connection.execute("XRANGE", dead_key, "-", "+")
     assert entry[1][entry[1].index(b"payload") + 1] == b"\xc3\x28"
     assert await client.pending(topic, "g") == [0]
+
+
+async def test_pitfall_b08_blocking_reads_never_hold_up_other_commands(
+    client: Client,
+) -> None:
+    topic = await client.create_topic("b08", 4)
+    # Four members blocking for 5 s at a time on an idle topic ...
+    idle = [
+        client.consumer(topic, "g", f"idle-{i}", block_ms=5000) for i in range(4)
+    ]
+    for consumer in idle:
+        await consumer.start()
+    await asyncio.sleep(0.1)
+    # ... while another task adds and acks every 20 ms on the shared connection.
+    other = await client.create_topic("b08-busy", 1)
+    producer = client.producer(other)
+    await client.connection.execute(
+        "XGROUP", "CREATE", "{b08-busy:0}", "h", "$", "MKSTREAM"
+    )
+    latencies_s: list[float] = []
+    for _ in range(50):
+        started = time.monotonic()
+        entry_id = await producer.send(b"x")
+        await client.connection.execute("XACK", "{b08-busy:0}", "h", entry_id)
+        latencies_s.append(time.monotonic() - started)
+        await asyncio.sleep(0.02)
+    await asyncio.gather(*(consumer.stop() for consumer in idle))
+    latencies_s.sort()
+    assert latencies_s[int(len(latencies_s) * 0.99) - 1] < 0.05
+
+
+async def test_dead_letters_api_and_acks_after_stop(client: Client) -> None:
+    topic = await client.create_topic("dlapi", 2)
+    producer = client.producer(topic)
+    await producer.send(b"poison", key="p")
+    consumer = client.consumer(
+        topic, "g", "c1", claim_idle_ms=50, claim_interval_ms=50, max_deliveries=1
+    )
+
+    async def fail(message: Message) -> None:
+        raise KeyError("missing field")
+
+    runner = asyncio.create_task(consumer.run(fail))
+    async with asyncio.timeout(5):
+        while consumer.stats.dead_lettered == 0:
+            await asyncio.sleep(0.05)
+    await consumer.stop()
+    await runner
+    ((message, origin),) = await client.dead_letters(topic)
+    assert message.payload == b"poison"
+    assert message.key == b"p"
+    assert origin["origin-group"] == b"g"
+    assert origin["last-error"] == b"'missing field'"
+    with pytest.raises(ClosedError):
+        await consumer.ack(message)
