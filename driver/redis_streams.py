@@ -31,16 +31,24 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import logging
+import multiprocessing
 import os
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from aioredismq.connection import Connection, ConnectionSettings, is_reply_error
 from aioredismq.consumer import Entry, GroupConsumer, entry_payload_ts
-from aioredismq.errors import DriverConfigError
-from aioredismq.producer import FIELD_PAYLOAD, FIELD_TS, Producer
+from aioredismq.errors import (
+    DriverConfigError,
+    RedisError,
+    ReplyError,
+    ServerUnavailableError,
+)
+from aioredismq.message import FIELD_PAYLOAD, FIELD_TS
+from aioredismq.producer import Producer
 from aioredismq.topic import (
     Topic,
     create_topic,
@@ -105,6 +113,89 @@ def _str_key(config: Mapping[str, Any], source: str, key: str) -> str | None:
     raise DriverConfigError(source, key, value, "expected a string")
 
 
+#: How long the check before a run waits for the server. Short, because it
+#: runs before anything else and a wrong address should be reported at once.
+CHECK_TIMEOUT_S: Final = 2.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Options:
+    """A driver file's keys, checked, with this driver's defaults filled in."""
+
+    settings: ConnectionSettings
+    read_count: int
+    block_ms: int
+    maxlen: int | None
+    trim_interval_ms: int
+
+
+def _parse_options(config: Mapping[str, Any], source: str) -> _Options:
+    """Check every key this driver reads; the first bad one raises."""
+    host = _str_key(config, source, "redisHost") or "127.0.0.1"
+    tls = config.get("redisTls", False)
+    if not isinstance(tls, bool):
+        raise DriverConfigError(source, "redisTls", tls, "expected true or false")
+    password = _str_key(config, source, "redisPass")
+    # OMB's driver uses the user only together with a password.
+    username = _str_key(config, source, "redisUser") if password is not None else None
+    settings = ConnectionSettings(
+        host=host,
+        port=_int_key(config, source, "redisPort", 6379, 1, 65535),
+        username=username,
+        password=password,
+        db=_int_key(config, source, "redisDb", 0, 0, 1 << 16),
+        tls=tls,
+    )
+    maxlen = None
+    if config.get("streamMaxLenApprox") is not None:
+        maxlen = _int_key(config, source, "streamMaxLenApprox", 0, 1, 1 << 62)
+    return _Options(
+        settings=settings,
+        read_count=_int_key(config, source, "consumerReadCount", 500, 1, 1_000_000),
+        block_ms=_int_key(config, source, "consumerBlockMs", 100, 1, 60_000),
+        maxlen=maxlen,
+        trim_interval_ms=_int_key(config, source, "trimIntervalMs", 100, 0, 3_600_000),
+    )
+
+
+def _unused_keys(config: Mapping[str, Any]) -> list[str]:
+    ignored = sorted(set(config) & JAVA_ONLY_KEYS)
+    unknown = sorted(set(config) - FRAMEWORK_KEYS - JAVA_ONLY_KEYS - OWN_KEYS)
+    return ignored + unknown
+
+
+def _address_keys(config: Mapping[str, Any], source: str) -> str:
+    """Where the address came from, for an error that names the keys."""
+    parts = [
+        f"{key} {config[key]!r}" if key in config else f"{key} unset"
+        for key in ("redisHost", "redisPort")
+    ]
+    return f"{' and '.join(parts)} in {source}"
+
+
+def _refusal(
+    source: str, settings: ConnectionSettings, err: ReplyError, where: str
+) -> DriverConfigError | ServerUnavailableError:
+    """The driver key an error reply to the first commands is about, if any."""
+    said = f"the server at {settings.address} refused it: {err}"
+    text = str(err)
+    if "DB index" in text:
+        return DriverConfigError(source, "redisDb", settings.db, said)
+    if text.startswith("NOAUTH") and settings.password is None:
+        wanted = (
+            f"the server at {settings.address} wants a password (redisPass, "
+            f"and redisUser if it has users): {err}"
+        )
+        return DriverConfigError(source, "redisPass", None, wanted)
+    if text.startswith(("WRONGPASS", "NOAUTH")) or "password" in text:
+        # The password itself never goes into a message or a log.
+        return DriverConfigError(source, "redisPass", "***", said)
+    # Anything else (too many clients, loading, ...) is not the file's fault.
+    return ServerUnavailableError(
+        settings.address, f"it answered with an error: {err} ({where})"
+    )
+
+
 class RedisStreamsProducer(BenchmarkProducer):
     def __init__(self, producer: Producer) -> None:
         self._producer = producer
@@ -142,7 +233,9 @@ class RedisStreamsConsumer(BenchmarkConsumer):
         self._callback = callback
         self.group_consumer: GroupConsumer | None = None
 
-    def on_entries(self, partition: int, entries: list[Entry]) -> None:
+    def on_entries(
+        self, partition: int, entries: list[Entry], deliveries: list[int] | None
+    ) -> None:
         payloads: list[bytes] = []
         stamps_us: list[int] = []
         for _, fields in entries:
@@ -184,44 +277,73 @@ class RedisStreamsDriver(BenchmarkDriver):
         self._trimmer: asyncio.Task[None] | None = None
         self._closeables: list[RedisStreamsProducer | RedisStreamsConsumer] = []
 
-    async def initialize(self, config: Mapping[str, Any], source: str) -> None:
-        ignored = sorted(set(config) & JAVA_ONLY_KEYS)
-        unknown = sorted(set(config) - FRAMEWORK_KEYS - JAVA_ONLY_KEYS - OWN_KEYS)
-        if ignored or unknown:
+    @classmethod
+    def check_config(cls, config: Mapping[str, Any], source: str) -> None:
+        """Refuse a bad value in the driver file before any worker starts.
+
+        Also logs the keys this driver leaves unused, in one line for the
+        run; the workers' own `initialize` keeps quiet about them.
+        """
+        unused = _unused_keys(config)
+        if unused:
             logger.warning(
                 "%s: ignoring keys this driver does not use: %s",
                 source,
-                ", ".join(ignored + unknown),
+                ", ".join(unused),
             )
-        host = _str_key(config, source, "redisHost") or "127.0.0.1"
-        tls = config.get("redisTls", False)
-        if not isinstance(tls, bool):
-            raise DriverConfigError(source, "redisTls", tls, "expected true or false")
-        self._settings = ConnectionSettings(
-            host=host,
-            port=_int_key(config, source, "redisPort", 6379, 1, 65535),
-            username=_str_key(config, source, "redisUser"),
-            password=_str_key(config, source, "redisPass"),
-            db=_int_key(config, source, "redisDb", 0, 0, 1 << 16),
-            tls=tls,
+        _parse_options(config, source)
+
+    @classmethod
+    async def check_server(cls, config: Mapping[str, Any], source: str) -> None:
+        """Fail within seconds, before any worker starts, if the server in the
+        file cannot be reached or refuses the login."""
+        options = _parse_options(config, source)
+        settings = dataclasses.replace(
+            options.settings, connect_timeout_s=CHECK_TIMEOUT_S
         )
-        if self._settings.password is None and self._settings.username is not None:
-            # OMB's driver uses the user only together with a password.
-            self._settings = ConnectionSettings(
-                host=self._settings.host,
-                port=self._settings.port,
-                db=self._settings.db,
-                tls=tls,
+        where = _address_keys(config, source)
+        try:
+            async with asyncio.timeout(CHECK_TIMEOUT_S):
+                conn = await Connection.open(settings)
+                try:
+                    # Opening logs in only when there is a password; PING
+                    # finds a server that wants one when the file has none.
+                    await conn.execute("PING")
+                finally:
+                    await conn.close()
+        except ServerUnavailableError as err:
+            raise ServerUnavailableError(
+                err.address, f"{err.reason} ({where})"
+            ) from err
+        except TimeoutError as err:
+            raise ServerUnavailableError(
+                settings.address, f"no answer in {CHECK_TIMEOUT_S:g} s ({where})"
+            ) from err
+        except ReplyError as err:
+            raise _refusal(source, settings, err, where) from err
+        except RedisError as err:
+            raise ServerUnavailableError(
+                settings.address, f"no Redis server answers there: {err} ({where})"
+            ) from err
+
+    async def initialize(self, config: Mapping[str, Any], source: str) -> None:
+        unused = _unused_keys(config)
+        if unused:
+            # In a worker process the coordinator's check_config has said it
+            # once already; every worker repeating it would only be noise.
+            in_worker = multiprocessing.parent_process() is not None
+            logger.log(
+                logging.DEBUG if in_worker else logging.WARNING,
+                "%s: ignoring keys this driver does not use: %s",
+                source,
+                ", ".join(unused),
             )
-        self._read_count = _int_key(
-            config, source, "consumerReadCount", 500, 1, 1_000_000
-        )
-        self._block_ms = _int_key(config, source, "consumerBlockMs", 100, 1, 60_000)
-        if config.get("streamMaxLenApprox") is not None:
-            self._maxlen = _int_key(config, source, "streamMaxLenApprox", 0, 1, 1 << 62)
-        self._trim_interval_ms = _int_key(
-            config, source, "trimIntervalMs", 100, 0, 3_600_000
-        )
+        options = _parse_options(config, source)
+        self._settings = options.settings
+        self._read_count = options.read_count
+        self._block_ms = options.block_ms
+        self._maxlen = options.maxlen
+        self._trim_interval_ms = options.trim_interval_ms
         self._admin = await Connection.open(self._settings)
 
     @property

@@ -70,13 +70,21 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         command.add_arguments(sub)
-        sub.set_defaults(handler=command.main)
+        sub.set_defaults(handler=command.main, command_parser=sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        # argparse would report these as `bench: error:`; they were meant
+        # for the subcommand, so its name and its --help are what helps.
+        command_parser: argparse.ArgumentParser = args.command_parser
+        command_parser.error(
+            f"unrecognized arguments: {' '.join(unknown)}; "
+            f"see {command_parser.prog} --help for the flags it takes"
+        )
     configure_logging(args.verbose - args.quiet)
     try:
         status: int = args.handler(args)

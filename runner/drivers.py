@@ -2,6 +2,15 @@
 
 OMB's own driver files name Java classes; the ones that have a counterpart
 here are mapped to it, so OMB's `driver-redis/redis.yaml` works unchanged.
+
+Everything that can be wrong with a driver file is found here, in the
+coordinator, before a worker starts: the class is imported, and a driver
+class may offer two optional hooks that are called when present:
+
+    check_config(config, source) -> None          (classmethod)
+        refuse a bad value with a DriverConfigError
+    async check_server(config, source) -> None    (classmethod)
+        fail within seconds if the system the file names cannot be reached
 """
 
 from __future__ import annotations
@@ -13,11 +22,13 @@ from typing import Any
 import yaml
 
 from aioredismq.errors import DriverConfigError
+from runner.local_worker import load_driver_class
 from runner.protocol import DriverSpec
 
 __all__ = [
     "DEFAULT_DRIVER_FILE",
     "JAVA_DRIVER_CLASSES",
+    "check_driver_server",
     "load_driver_spec",
     "with_address",
 ]
@@ -68,7 +79,14 @@ def load_driver_spec(path: str | Path) -> DriverSpec:
     config = _read_yaml(Path(path), source)
     name = config.get("name")
     if not isinstance(name, str) or not name.strip():
-        raise DriverConfigError(source, "name", name, "expected a non-empty string")
+        missing = "" if "name" in config else "the key is missing; "
+        raise DriverConfigError(
+            source,
+            "name",
+            name,
+            f"{missing}expected a non-empty string, the driver's name in result "
+            "file names (e.g. Redis)",
+        )
     driver_class = config.get("driverClass")
     if not isinstance(driver_class, str) or not driver_class.strip():
         raise DriverConfigError(
@@ -90,7 +108,20 @@ def load_driver_spec(path: str | Path) -> DriverSpec:
             driver_class,
             f"OMB Java drivers with a counterpart here: {known}",
         )
-    return DriverSpec(name, driver_class, config, source)
+    spec = DriverSpec(name, driver_class, config, source)
+    # Import the class here rather than leave it to the workers, so a wrong
+    # name is reported before any process starts.
+    check_config = getattr(load_driver_class(spec), "check_config", None)
+    if check_config is not None:
+        check_config(spec.config, spec.source)
+    return spec
+
+
+async def check_driver_server(spec: DriverSpec) -> None:
+    """Fail fast when the driver's `check_server` finds nothing to talk to."""
+    check_server = getattr(load_driver_class(spec), "check_server", None)
+    if check_server is not None:
+        await check_server(spec.config, spec.source)
 
 
 def with_address(spec: DriverSpec, host: str, port: int) -> DriverSpec:

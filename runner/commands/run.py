@@ -13,12 +13,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from aioredismq.connection import Connection, ConnectionSettings
 from aioredismq.errors import ConfigError, ServerUnavailableError, WorkerError
 from runner.benchmark import RunOutcome, RunSettings, run_workload
-from runner.drivers import DEFAULT_DRIVER_FILE, load_driver_spec, with_address
+from runner.drivers import (
+    DEFAULT_DRIVER_FILE,
+    check_driver_server,
+    load_driver_spec,
+    with_address,
+)
 from runner.ensemble import WorkerEnsemble
-from runner.local_worker import LocalWorker
 from runner.process_worker import ProcessWorker
 from runner.protocol import DriverSpec, Worker
 from runner.result import dumps_result
@@ -48,6 +51,9 @@ examples:
 SIDECAR_SUFFIX = ".sidecar"
 SIDECAR_SCHEMA_VERSION = 1
 DEFAULT_WORKERS = 2
+# More local processes than this cannot be busy at once on any common
+# machine; a bigger number is far more likely a typo than a plan.
+MIN_WORKERS, MAX_WORKERS = 1, 64
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -88,11 +94,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--workers",
-        type=int,
-        default=DEFAULT_WORKERS,
+        # Read as text and checked in main, so a wrong value gets the same
+        # one-line message, with the allowed range, as every other bad flag.
+        default=str(DEFAULT_WORKERS),
         metavar="N",
         help="local worker processes; the first half produce, the rest consume "
-        f"(default {DEFAULT_WORKERS}; 1 = one process does both)",
+        f"(default {DEFAULT_WORKERS}; 1 = one process does both; "
+        f"at most {MAX_WORKERS})",
     )
     parser.add_argument(
         "--server",
@@ -108,56 +116,91 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    workloads = _load_workloads(args)
+    # Every check comes before anything starts: the flags, then the workload
+    # files, then the driver files. Only then is a server started.
+    period_s = parse_duration(args.period, "--period", allow_zero=False)
+    test_s, warmup_s = _duration_overrides(args)
+    args.workers = _worker_count(args.workers)
+    _check_output(args.output)
+    workloads = load_workloads(args.workloads)
+    if test_s is not None:
+        workloads = [w.with_durations(test_s=test_s) for w in workloads]
+    if warmup_s is not None:
+        workloads = [w.with_durations(warmup_s=warmup_s) for w in workloads]
     paths = [p for arg in args.drivers or [] for p in arg.split(",") if p]
     specs = [load_driver_spec(path) for path in paths]
-    period_s = parse_duration(args.period, "--period", allow_zero=False)
-    if not 1 <= args.workers <= 64:
-        raise ConfigError("--workers", None, args.workers, "expected 1 to 64")
+    default_spec = None if specs else load_driver_spec(DEFAULT_DRIVER_FILE)
     settings = RunSettings(period_s=period_s, keep_topics=args.keep_topics)
     server: EmbeddedServer | None = None
     try:
-        if not specs:
-            server = EmbeddedServer(args.server).start()
+        if default_spec is not None:
+            server = EmbeddedServer(args.server)
+            # Started inside the try, so a Ctrl-C while it comes up still
+            # stops it.
+            server.start()
             logger.info("using embedded server: %s", server.describe())
-            spec = load_driver_spec(DEFAULT_DRIVER_FILE)
-            specs = [with_address(spec, server.host, server.port)]
+            specs = [with_address(default_spec, server.host, server.port)]
         return asyncio.run(_run_all(workloads, specs, settings, args))
     finally:
         if server is not None:
             server.stop()
 
 
-def _load_workloads(args: argparse.Namespace) -> list[Workload]:
+def _worker_count(text: str | int) -> int:
+    allowed = (
+        f"expected a whole number of worker processes from {MIN_WORKERS} "
+        f"to {MAX_WORKERS}"
+    )
+    try:
+        count = int(text)
+    except ValueError as err:
+        raise ConfigError("--workers", None, text, allowed) from err
+    if not MIN_WORKERS <= count <= MAX_WORKERS:
+        raise ConfigError("--workers", None, text, allowed)
+    return count
+
+
+def _duration_overrides(args: argparse.Namespace) -> tuple[float | None, float | None]:
     test_s = warmup_s = None
     if args.test_duration is not None:
         test_s = parse_duration(args.test_duration, "--test-duration", allow_zero=False)
     if args.warmup_duration is not None:
         warmup_s = parse_duration(args.warmup_duration, "--warmup-duration")
-    workloads = load_workloads(args.workloads)
-    if test_s is not None:
-        workloads = [w.with_durations(test_s=test_s) for w in workloads]
-    if warmup_s is not None:
-        workloads = [w.with_durations(warmup_s=warmup_s) for w in workloads]
-    return workloads
+    return test_s, warmup_s
 
 
-async def _check_reachable(spec: DriverSpec) -> None:
-    """Fail fast, before any worker starts, if a Redis driver's server is down."""
-    if "redisHost" not in spec.config and "redisPort" not in spec.config:
+def _check_output(output: str | None) -> None:
+    """Refuse a result path that cannot be written, before a run is wasted."""
+    if output is None:
+        directory = Path.cwd()
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise ConfigError(
+                "the current directory",
+                None,
+                str(directory),
+                "expected a writable directory for the result files; "
+                "run from another one or give -o/--output",
+            )
         return
-    settings = ConnectionSettings(
-        host=str(spec.config.get("redisHost", "127.0.0.1")),
-        port=int(spec.config.get("redisPort", 6379)),
-        connect_timeout_s=2.0,
-    )
-    try:
-        conn = await Connection.open(settings)
-    except ServerUnavailableError as err:
-        raise ServerUnavailableError(
-            err.address, f"{err.reason} (from {spec.source})"
-        ) from err
-    await conn.close()
+    path = Path(output)
+    directory = path.parent
+    allowed = "expected a file name in an existing, writable directory"
+    if path.is_dir():
+        raise ConfigError("--output", None, output, f"it is a directory; {allowed}")
+    if not directory.is_dir():
+        raise ConfigError(
+            "--output",
+            None,
+            output,
+            f"{directory.resolve()} is not a directory; " + allowed,
+        )
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ConfigError(
+            "--output",
+            None,
+            output,
+            f"{directory.resolve()} is not writable; " + allowed,
+        )
 
 
 def _start_workers(count: int) -> Worker:
@@ -174,8 +217,8 @@ async def _run_all(
     args: argparse.Namespace,
 ) -> int:
     for spec in specs:
-        await _check_reachable(spec)
-    worker = _start_workers(args.workers) if args.workers else LocalWorker()
+        await check_driver_server(spec)
+    worker = _start_workers(args.workers)
     failures = 0
     try:
         for workload in workloads:
