@@ -67,6 +67,8 @@ FOLD_INTERVAL_S = 0.25
 # resolution, and a shorter wait would spin instead of sleeping. Messages due
 # meanwhile go out together, a millisecond late at most (publish delay).
 MIN_SLEEP_S = 0.001
+# How long stopping waits for the acks of messages already sent.
+ACK_WAIT_S = 30.0
 PROBE_PAYLOAD = bytes(10)
 PROBE_KEY = "key"
 
@@ -452,8 +454,11 @@ class LocalWorker(Worker, ConsumerCallback):
         producers, self._producers = self._producers, []
         for producer in producers:
             await producer.close()
-        # Acks are counted in callbacks that run after the futures complete.
-        await asyncio.sleep(0)
+        # Acks are counted in callbacks a loop iteration or two after the
+        # drivers' futures complete; wait for them so the counts are final.
+        deadline = time.monotonic() + ACK_WAIT_S
+        while self._outstanding > 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.001)
 
     async def stop_load(self) -> None:
         """Stop the load and close producers and consumers; keep the driver."""

@@ -123,6 +123,7 @@ class ProcessWorker(Worker):
         self._process.start()
         child_conn.close()
         self._lock = asyncio.Lock()
+        self._out_of_step = False
 
     @property
     def id(self) -> str:
@@ -130,6 +131,10 @@ class ProcessWorker(Worker):
 
     async def _call(self, method: str, *args: Any) -> Any:
         loop = asyncio.get_running_loop()
+        if self._out_of_step:
+            raise WorkerError(
+                f"worker {self._id} cannot be used after an interrupted call"
+            )
         async with self._lock:
             try:
                 self._conn.send((method, args))
@@ -139,6 +144,11 @@ class ProcessWorker(Worker):
                 if not ready:
                     raise WorkerError(f"worker {self._id} did not answer {method}")
                 status, value = self._conn.recv()
+            except asyncio.CancelledError:
+                # The reply to this call may still arrive and would be taken
+                # for the next call's; refuse further calls instead.
+                self._out_of_step = True
+                raise
             except (EOFError, OSError, BrokenPipeError) as err:
                 code = self._process.exitcode
                 raise WorkerError(

@@ -8,10 +8,13 @@ waited for) on exit, so no server outlives the process that started it.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +28,19 @@ logger = logging.getLogger(__name__)
 
 SERVER_CHOICES = ("valkey", "redis-server")
 STARTUP_TIMEOUT_S = 10.0
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM when the parent dies.
+
+    So a `bench` killed outright (SIGKILL) leaves no server behind. Linux
+    only; elsewhere the server outlives a killed parent.
+    """
+    if sys.platform != "linux":
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -87,7 +103,13 @@ class EmbeddedServer:
             *self.extra_args,
         ]  # fmt: skip
         self._process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            # Its own session: a Ctrl-C at the terminal goes to `bench`, which
+            # then stops the server after cleaning up, not before.
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         self._wait_ready()
         return self
