@@ -10,11 +10,13 @@ created after a message was sent does not see it.
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from aioredismq.errors import DriverConfigError
 from driver.base import (
     BenchmarkConsumer,
     BenchmarkDriver,
@@ -39,28 +41,67 @@ class _Subscription:
 
 
 class MemoryConsumer(BenchmarkConsumer):
-    def __init__(self, callback: ConsumerCallback) -> None:
+    """Delivers at once, or at most `rate_per_s` messages a second.
+
+    Messages wait in a queue while the consumer is paused or throttled, as
+    they would wait in a stream; none is dropped.
+    """
+
+    def __init__(self, callback: ConsumerCallback, rate_per_s: float | None) -> None:
         self.callback = callback
         self.closed = False
-        self._paused: list[tuple[Sequence[bytes], int]] | None = None
+        self.rate_per_s = rate_per_s
+        self._queue: collections.deque[tuple[bytes, int]] = collections.deque()
+        self._paused = False
+        self._pump: asyncio.Task[None] | None = None
+        if rate_per_s is not None:
+            self._pump = asyncio.create_task(self._deliver_throttled())
 
     def deliver(self, payloads: Sequence[bytes], stamp_us: int) -> None:
-        if self._paused is not None:
-            self._paused.append((payloads, stamp_us))
+        if self._paused or self.rate_per_s is not None:
+            self._queue.extend((payload, stamp_us) for payload in payloads)
             return
         self.callback.messages_received(payloads, [stamp_us] * len(payloads))
 
+    async def _deliver_throttled(self) -> None:
+        assert self.rate_per_s is not None
+        tick_s = 0.01
+        allowance = 0.0
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(tick_s)
+            now = time.monotonic()
+            # Credit the time that really passed: sleeps run long.
+            elapsed_s, last = now - last, now
+            if self._paused:
+                continue
+            allowance = min(allowance + self.rate_per_s * elapsed_s, self.rate_per_s)
+            count = min(int(allowance), len(self._queue))
+            if count:
+                allowance -= count
+                batch = [self._queue.popleft() for _ in range(count)]
+                self.callback.messages_received(
+                    [p for p, _ in batch], [t for _, t in batch]
+                )
+
     def pause(self) -> None:
-        if self._paused is None:
-            self._paused = []
+        self._paused = True
 
     def resume(self) -> None:
-        held, self._paused = self._paused or [], None
-        for payloads, stamp_us in held:
-            self.deliver(payloads, stamp_us)
+        self._paused = False
+        if self.rate_per_s is None and self._queue:
+            held = list(self._queue)
+            self._queue.clear()
+            self.callback.messages_received([p for p, _ in held], [t for _, t in held])
 
     async def close(self) -> None:
         self.closed = True
+        if self._pump is not None:
+            self._pump.cancel()
+            try:
+                await self._pump
+            except asyncio.CancelledError:
+                pass
 
 
 class MemoryProducer(BenchmarkProducer):
@@ -87,11 +128,20 @@ class MemoryProducer(BenchmarkProducer):
 
 
 class MemoryDriver(BenchmarkDriver):
+    """Driver file keys: `consumeRatePerS`, a per-consumer delivery limit
+    (unset: deliver at once), to stand in for a slow consumer."""
+
     def __init__(self) -> None:
         self._topics: dict[str, dict[str, _Subscription]] = {}
+        self._consume_rate_per_s: float | None = None
 
     async def initialize(self, config: Mapping[str, Any], source: str) -> None:
-        pass
+        rate = config.get("consumeRatePerS")
+        if rate is not None and (
+            isinstance(rate, bool) or not isinstance(rate, int | float) or rate <= 0
+        ):
+            raise DriverConfigError(source, "consumeRatePerS", rate, "expected > 0")
+        self._consume_rate_per_s = None if rate is None else float(rate)
 
     @property
     def topic_name_prefix(self) -> str:
@@ -108,16 +158,18 @@ class MemoryDriver(BenchmarkDriver):
     ) -> BenchmarkConsumer:
         subscriptions = self._topics.setdefault(topic, {})
         subscription = subscriptions.setdefault(subscription_name, _Subscription())
-        consumer = MemoryConsumer(callback)
+        consumer = MemoryConsumer(callback, self._consume_rate_per_s)
         subscription.consumers.append(consumer)
         return consumer
 
     async def delete_topics(self, topics: Sequence[str]) -> None:
         for topic in topics:
-            self._topics.pop(topic, None)
+            for subscription in self._topics.pop(topic, {}).values():
+                for consumer in subscription.consumers:
+                    await consumer.close()
 
     async def describe(self) -> dict[str, Any]:
         return {"server": "memory", "version": "0"}
 
     async def close(self) -> None:
-        self._topics.clear()
+        await self.delete_topics(list(self._topics))

@@ -23,6 +23,7 @@ from hdrh.histogram import HdrHistogram
 
 from aioredismq.errors import WorkerError
 from runner import histograms
+from runner.control import BacklogPhase, RateController
 from runner.payloads import load_payloads
 from runner.protocol import (
     CountersStats,
@@ -52,6 +53,8 @@ class RunSettings:
 
     period_s: float = 10.0
     keep_topics: bool = False
+    #: How long a backlog drain may take before the run gives up on it.
+    drain_timeout_s: float = 600.0
 
 
 @dataclass(slots=True)
@@ -64,6 +67,10 @@ class RunOutcome:
     overflow_samples: dict[str, int] = field(default_factory=dict)
     negative_samples: dict[str, int] = field(default_factory=dict)
     system: dict[str, Any] = field(default_factory=dict)
+    #: Max-rate discovery: (seconds since start, rate chosen) per adjustment.
+    chosen_rates: list[tuple[float, float]] = field(default_factory=list)
+    #: Backlog mode: build and drain times, whether the drain completed.
+    backlog: dict[str, object] = field(default_factory=dict)
     started_at: float = 0.0
     finished_at: float = 0.0
 
@@ -150,30 +157,64 @@ async def _run_phases(
     await _ensure_ready(worker, workload.topics * workload.subscriptions_per_topic)
 
     payloads = load_payloads(workload)
+    controller: RateController | None = None
+    rate_per_s = workload.producer_rate_per_s
+    if rate_per_s == 0:
+        controller = RateController(worker, workload.subscriptions_per_topic)
+        rate_per_s = controller.start_rate_per_s
     await worker.start_load(
-        ProducerWorkAssignment(
-            payloads, workload.producer_rate_per_s, workload.key_distributor
-        )
+        ProducerWorkAssignment(payloads, rate_per_s, workload.key_distributor)
     )
-    if workload.warmup_duration_s > 0:
-        phase("warming up")
-        warmup = _new_result(workload, outcome.result.driver)
-        await _stats_loop(
-            worker, workload, warmup, workload.warmup_duration_s, settings.period_s
-        )
-        await _read_cumulative(worker, warmup)
+    backlog: BacklogPhase | None = None
+    try:
+        if controller is not None:
+            controller.start()
+        if workload.warmup_duration_s > 0:
+            phase("warming up")
+            warmup = _new_result(workload, outcome.result.driver)
+            await _stats_loop(
+                worker, workload, warmup, workload.warmup_duration_s, settings.period_s
+            )
+            await _read_cumulative(worker, warmup)
+        if workload.consumer_backlog_size_gb > 0:
+            backlog = BacklogPhase(
+                worker,
+                workload.subscriptions_per_topic,
+                workload.message_size_bytes,
+                workload.consumer_backlog_size_gb,
+                workload.backlog_drain_ratio,
+                workload.test_duration_s,
+                settings.drain_timeout_s,
+            )
+            backlog.start()
 
-    await worker.reset_stats()
-    phase("measuring")
-    await _stats_loop(
-        worker, workload, outcome.result, workload.test_duration_s, settings.period_s
-    )
+        await worker.reset_stats()
+        phase("measuring")
+        await _stats_loop(
+            worker,
+            workload,
+            outcome.result,
+            workload.test_duration_s,
+            settings.period_s,
+            None if backlog is None else backlog.done,
+        )
+    finally:
+        if controller is not None:
+            await controller.stop()
+            outcome.chosen_rates = controller.chosen
+        if backlog is not None:
+            await backlog.stop()
+            outcome.backlog = backlog.status
     cumulative = await _read_cumulative(worker, outcome.result)
     outcome.overflow_samples = cumulative.overflow_samples
     outcome.negative_samples = cumulative.negative_samples
     phase("draining")
     await worker.stop_producers()
-    counters = await _drain(worker, workload.subscriptions_per_topic)
+    # After a drain that already gave up, waiting again would only repeat it.
+    gave_up = outcome.backlog.get("drainComplete") is False
+    counters = await _drain(
+        worker, workload.subscriptions_per_topic, 0.0 if gave_up else DRAIN_TIMEOUT_S
+    )
     outcome.counters = {
         "messagesSent": counters.messages_sent,
         "messagesReceived": counters.messages_received,
@@ -203,13 +244,15 @@ async def _ensure_ready(worker: Worker, expected: int) -> None:
         await asyncio.sleep(READY_POLL_S)
 
 
-async def _drain(worker: Worker, subscriptions: int) -> CountersStats:
+async def _drain(
+    worker: Worker, subscriptions: int, timeout_s: float
+) -> CountersStats:
     """Wait until every subscription has received every message sent.
 
     The final counts then say whether anything was lost: with all sends
     acknowledged and the consumers caught up, received = subscriptions x sent.
     """
-    deadline = time.monotonic() + DRAIN_TIMEOUT_S
+    deadline = time.monotonic() + timeout_s
     while True:
         counters = await worker.get_counters_stats()
         expected = subscriptions * counters.messages_sent
@@ -218,7 +261,7 @@ async def _drain(worker: Worker, subscriptions: int) -> CountersStats:
         if time.monotonic() >= deadline:
             logger.warning(
                 "consumers did not catch up within %.0f s: received %d of %d",
-                DRAIN_TIMEOUT_S,
+                timeout_s,
                 counters.messages_received,
                 expected,
             )
@@ -232,8 +275,10 @@ async def _stats_loop(
     result: TestResult,
     duration_s: float | None,
     period_s: float,
+    backlog_done: asyncio.Event | None = None,
 ) -> None:
-    """Poll period stats until the duration is over (None: forever)."""
+    """Poll period stats until the duration is over (None: forever) and any
+    backlog phase has finished."""
     # Period counters run on between loops (the warm-up's last read, the
     # cumulative read and the reset take a moment); start from a clean read.
     await worker.get_period_stats()
@@ -241,14 +286,18 @@ async def _stats_loop(
     end = float("inf") if duration_s is None else start + duration_s
     while True:
         # Sleep to the period boundary, but no further than the end, so a
-        # duration shorter than a period still gives one sample.
-        await asyncio.sleep(max(0.0, min(last + period_s, end) - time.monotonic()))
+        # duration shorter than a period still gives one sample (once the
+        # end has passed, while a backlog drains, whole periods again).
+        boundary = last + period_s
+        if end > time.monotonic():
+            boundary = min(boundary, end)
+        await asyncio.sleep(max(0.0, boundary - time.monotonic()))
         stats = await worker.get_period_stats()
         now = time.monotonic()
         elapsed_s = now - last
         last = now
         _record_period(result, workload, stats, elapsed_s)
-        if now >= end:
+        if now >= end and (backlog_done is None or backlog_done.is_set()):
             return
 
 

@@ -6,6 +6,7 @@ whose rules come from OMB: the worker split, the schedule, the phases.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from pathlib import Path
 
@@ -174,3 +175,78 @@ async def test_reset_clears_latencies_but_not_counters() -> None:
         stats.end_to_end_latency, histograms.new_end_to_end_histogram
     )
     assert e2e.get_total_count() == 0
+
+
+def _throttled(rate_per_s: float) -> DriverSpec:
+    return DriverSpec(
+        "Memory",
+        "driver.memory.MemoryDriver",
+        {"consumeRatePerS": rate_per_s},
+        "memory.yaml",
+    )
+
+
+async def test_max_rate_settles_near_a_throttled_consumer() -> None:
+    workload = dataclasses.replace(
+        load_workload(ROOT / "workloads" / "smoke.yaml"),
+        producer_rate_per_s=0.0,
+        warmup_duration_s=0.0,
+        test_duration_s=36.0,
+    )
+    worker = LocalWorker()
+    await worker.initialize_driver(_throttled(3000))
+    outcome = await run_workload(worker, workload, "Memory", RunSettings(period_s=6.0))
+    await worker.stop_all()
+
+    rates = [rate for _, rate in outcome.chosen_rates]
+    assert len(rates) >= 10
+    assert min(rates) > 1.0  # never down at the floor
+    # Once the first burst (10,000 msg/s for 3 s) is worked off, the chosen
+    # rate stays near the throttle, ...
+    settled = [rate for at_s, rate in outcome.chosen_rates if at_s > 20]
+    mean = sum(settled) / len(settled)
+    assert mean == pytest.approx(3000, rel=0.2)
+    # ... and so does what was consumed in the last periods.
+    for consumed in outcome.result.consume_rate[-3:]:
+        assert consumed == pytest.approx(3000, rel=0.2)
+
+
+async def test_backlog_builds_drains_and_finishes() -> None:
+    # 2 MiB of 1 KiB messages = 2,048 messages; drained to 1,000 or fewer.
+    workload = dataclasses.replace(
+        load_workload(ROOT / "workloads" / "smoke.yaml"),
+        producer_rate_per_s=2000.0,
+        consumer_backlog_size_gb=2 / 1024,
+        warmup_duration_s=0.0,
+        test_duration_s=1.0,
+    )
+    worker = LocalWorker()
+    await worker.initialize_driver(MEMORY)
+    outcome = await run_workload(worker, workload, "Memory", RunSettings(period_s=1.0))
+    await worker.stop_all()
+    assert outcome.backlog["drainComplete"] is True
+    assert 0.5 < float(outcome.backlog["buildSeconds"]) < 5  # type: ignore[arg-type]
+    # Sampled at period ends, so near (not at) the 2,048 built.
+    assert max(outcome.result.backlog) >= 1500
+    assert outcome.counters["messagesSent"] == outcome.counters["messagesReceived"]
+
+
+async def test_a_drain_that_cannot_finish_ends_the_run() -> None:
+    # Consumers manage 500 msg/s while 2,000 msg/s keep coming: the backlog
+    # can only grow after they resume.
+    workload = dataclasses.replace(
+        load_workload(ROOT / "workloads" / "smoke.yaml"),
+        producer_rate_per_s=2000.0,
+        consumer_backlog_size_gb=2 / 1024,
+        warmup_duration_s=0.0,
+        test_duration_s=1.0,
+    )
+    worker = LocalWorker()
+    await worker.initialize_driver(_throttled(500))
+    settings = RunSettings(period_s=1.0, drain_timeout_s=2.0)
+    outcome = await asyncio.wait_for(
+        run_workload(worker, workload, "Memory", settings), 30
+    )
+    await worker.stop_all()
+    assert outcome.backlog["drainComplete"] is False
+    assert int(outcome.backlog["drainLeftMessages"]) > 1000  # type: ignore[call-overload]

@@ -113,12 +113,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="leave the run's streams and groups on the server",
     )
+    parser.add_argument(
+        "--drain-timeout",
+        metavar="DUR",
+        default="10m",
+        help="backlog workloads: how long the drain may take before the run "
+        "finishes with 'drain incomplete' (default 10m)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
     # Every check comes before anything starts: the flags, then the workload
     # files, then the driver files. Only then is a server started.
     period_s = parse_duration(args.period, "--period", allow_zero=False)
+    drain_timeout_s = parse_duration(
+        args.drain_timeout, "--drain-timeout", allow_zero=False
+    )
     test_s, warmup_s = _duration_overrides(args)
     args.workers = _worker_count(args.workers)
     _check_output(args.output)
@@ -130,7 +140,11 @@ def main(args: argparse.Namespace) -> int:
     paths = [p for arg in args.drivers or [] for p in arg.split(",") if p]
     specs = [load_driver_spec(path) for path in paths]
     default_spec = None if specs else load_driver_spec(DEFAULT_DRIVER_FILE)
-    settings = RunSettings(period_s=period_s, keep_topics=args.keep_topics)
+    settings = RunSettings(
+        period_s=period_s,
+        keep_topics=args.keep_topics,
+        drain_timeout_s=drain_timeout_s,
+    )
     server: EmbeddedServer | None = None
     try:
         if default_spec is not None:
@@ -311,9 +325,14 @@ def _sidecar(
             "periodSeconds": settings.period_s,
             "workers": args.workers,
             "keepTopics": args.keep_topics,
+            "drainTimeoutSeconds": settings.drain_timeout_s,
             "topics": outcome.topics,
         },
         "counters": outcome.counters,
+        "chosenRates": [
+            {"atSeconds": at_s, "rate": rate} for at_s, rate in outcome.chosen_rates
+        ],
+        "backlog": outcome.backlog,
         "overflowSamples": outcome.overflow_samples,
         "negativeSamples": outcome.negative_samples,
         "startedAt": _iso(outcome.started_at),
