@@ -16,7 +16,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from aioredismq import topic as topics
 from aioredismq.cluster import ClusterConnections
@@ -248,7 +248,29 @@ class Client:
         return subscriber
 
 
-class Consumer:
+class _Running:
+    """`async with x:` starts `x` and stops it on the way out."""
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+class Consumer(_Running):
     """Messages of a consumer group, one at a time, to a loop or a handler.
 
     `prefetch` bounds messages handed out and not yet acked; `concurrency`
@@ -316,18 +338,6 @@ class Consumer:
         if not self._started:
             self._started = True
             await self._engine.start()
-
-    async def __aenter__(self) -> Consumer:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def ack(self, message: Message) -> None:
         """Acknowledge a message (manual mode; harmless otherwise).
@@ -423,7 +433,7 @@ class Consumer:
         self._engine_stopped = True
 
 
-class Subscriber:
+class Subscriber(_Running):
     """Reads every message of a topic, outside any group (fan-out).
 
     Starts at `start`: "$" (only what is published from now on), "0" (from
@@ -482,18 +492,6 @@ class Subscriber:
         """Fix the start position now ("$" means: what is published after
         this call); otherwise the first `read` does it."""
         await self._open()
-
-    async def __aenter__(self) -> Subscriber:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def read(self) -> list[Message]:
         """The next messages (waiting up to `block_ms`); may be empty.

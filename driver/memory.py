@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aioredismq.errors import DriverConfigError
+from aioredismq.tasks import cancel_and_wait
 from driver.base import (
     BenchmarkConsumer,
     BenchmarkDriver,
@@ -96,12 +97,7 @@ class MemoryConsumer(BenchmarkConsumer):
 
     async def close(self) -> None:
         self.closed = True
-        if self._pump is not None:
-            self._pump.cancel()
-            try:
-                await self._pump
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._pump)
 
 
 class MemoryProducer(BenchmarkProducer):

@@ -49,6 +49,7 @@ from aioredismq.errors import (
 )
 from aioredismq.message import FIELD_PAYLOAD, FIELD_TS
 from aioredismq.producer import Producer
+from aioredismq.tasks import cancel_and_wait
 from aioredismq.topic import (
     Topic,
     create_topic,
@@ -415,15 +416,11 @@ class RedisStreamsDriver(BenchmarkDriver):
             await conn.close()
 
     async def _stop_trimmer(self) -> None:
-        if self._trimmer is not None:
-            self._trimmer.cancel()
-            try:
-                await self._trimmer
-            except asyncio.CancelledError:
-                pass
-            except Exception as err:  # noqa: BLE001 - report, then go on closing
-                logger.warning("trimming stopped with an error: %s", err)
-            self._trimmer = None
+        try:
+            await cancel_and_wait(self._trimmer)
+        except Exception as err:  # noqa: BLE001 - report, then go on closing
+            logger.warning("trimming stopped with an error: %s", err)
+        self._trimmer = None
 
     async def delete_topics(self, topics: Sequence[str]) -> None:
         await self._stop_trimmer()

@@ -28,6 +28,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from aioredismq.tasks import cancel_and_wait
 from runner.protocol import Worker
 
 __all__ = ["BacklogPhase", "RateController", "next_rate"]
@@ -124,13 +125,8 @@ class RateController:
             await self.worker.adjust_publish_rate(rate)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
 
 @dataclass(slots=True)
@@ -202,10 +198,5 @@ class BacklogPhase:
         self.done.set()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from aioredismq.errors import DriverConfigError
+from aioredismq.tasks import cancel_and_wait
 from driver.base import (
     BenchmarkConsumer,
     BenchmarkDriver,
@@ -443,13 +444,8 @@ class LocalWorker(Worker, ConsumerCallback):
 
     async def stop_producers(self) -> None:
         """Stop sending; close producers once what they sent is acknowledged."""
-        if self._sender is not None:
-            self._sender.cancel()
-            try:
-                await self._sender
-            except asyncio.CancelledError:
-                pass
-            self._sender = None
+        await cancel_and_wait(self._sender)
+        self._sender = None
         self._schedule = None
         producers, self._producers = self._producers, []
         for producer in producers:
@@ -469,13 +465,8 @@ class LocalWorker(Worker, ConsumerCallback):
 
     async def stop_all(self) -> None:
         await self.stop_load()
-        if self._housekeeper is not None:
-            self._housekeeper.cancel()
-            try:
-                await self._housekeeper
-            except asyncio.CancelledError:
-                pass
-            self._housekeeper = None
+        await cancel_and_wait(self._housekeeper)
+        self._housekeeper = None
         if self._driver is not None:
             driver, self._driver = self._driver, None
             await driver.close()
