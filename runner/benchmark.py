@@ -244,9 +244,7 @@ async def _ensure_ready(worker: Worker, expected: int) -> None:
         await asyncio.sleep(READY_POLL_S)
 
 
-async def _drain(
-    worker: Worker, subscriptions: int, timeout_s: float
-) -> CountersStats:
+async def _drain(worker: Worker, subscriptions: int, timeout_s: float) -> CountersStats:
     """Wait until every subscription has received every message sent.
 
     The final counts then say whether anything was lost: with all sends
