@@ -13,6 +13,7 @@ async with await Client.connect("redis://localhost:6379") as client:
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
@@ -301,7 +302,6 @@ class Consumer(_Running):
             raise ConfigError("consumer", "concurrency", concurrency, ">= 1")
         self.ack_mode = ack_mode
         self.concurrency = concurrency
-        self._queue: asyncio.Queue[Message] = asyncio.Queue()
         self._engine = GroupConsumer(
             source,
             topic,
@@ -317,6 +317,8 @@ class Consumer(_Running):
             claim_interval_ms=claim_interval_ms,
             max_deliveries=max_deliveries,
         )
+        self._ready: collections.deque[Message] = collections.deque()
+        self._waiter: asyncio.Future[None] | None = None
         self._previous: Message | None = None
         self._handlers: set[asyncio.Task[None]] = set()
         self._engine_stopped = False
@@ -332,7 +334,13 @@ class Consumer(_Running):
     ) -> None:
         counts = deliveries or [1] * len(entries)
         for (entry_id, fields), count in zip(entries, counts, strict=True):
-            self._queue.put_nowait(parse_fields(entry_id, partition, fields, count))
+            self._ready.append(parse_fields(entry_id, partition, fields, count))
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def start(self) -> None:
         if not self._started:
@@ -372,45 +380,54 @@ class Consumer(_Running):
         return message
 
     async def _next(self) -> Message | None:
-        await self.start()
-        if self._stopped.is_set() and self._queue.empty():
-            return None
-        getter = asyncio.ensure_future(self._queue.get())
-        stopper = asyncio.ensure_future(self._stopped.wait())
-        await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        stopper.cancel()
-        if getter.done():
-            return getter.result()
-        getter.cancel()
-        return None
+        # A plain deque and one shared waiter: a message ready costs no task
+        # and no await, which is most of the per-message cost otherwise.
+        ready = self._ready
+        while not ready:
+            if self._stopped.is_set():
+                return None
+            if not self._started:
+                await self.start()
+                continue
+            if self._waiter is None or self._waiter.done():
+                self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        return ready.popleft()
 
     async def run(self, handler: Handler) -> None:
-        """Handle messages until `stop`, up to `concurrency` at once."""
-        await self.start()
-        slots = asyncio.Semaphore(self.concurrency)
-        while (message := await self._next()) is not None:
-            await slots.acquire()
-            task = asyncio.create_task(self._handle(handler, message, slots))
-            self._handlers.add(task)
-            task.add_done_callback(self._handlers.discard)
-        if self._handlers:
-            await asyncio.wait(set(self._handlers))
+        """Handle messages until `stop`, up to `concurrency` at once.
 
-    async def _handle(
-        self, handler: Handler, message: Message, slots: asyncio.Semaphore
-    ) -> None:
+        `concurrency` long-lived tasks each take the next message, await the
+        handler and ack; no task is made per message.
+        """
+        await self.start()
+        workers = [
+            asyncio.create_task(self._work(handler), name=f"handler {i}")
+            for i in range(self.concurrency)
+        ]
+        self._handlers.update(workers)
         try:
-            await handler(message)
-        except asyncio.CancelledError:
-            raise
-        except Exception as err:
-            logger.warning("handler failed for %r: %s", message.id, err)
-            self.nack(message, err)
-        else:
-            if self.ack_mode is AckMode.AFTER_HANDLER:
-                await self.ack(message)
+            # Handlers cut off by `stop`'s timeout end as cancelled; that is
+            # how a stop ends `run`, not an error to raise.
+            results = await asyncio.gather(*workers, return_exceptions=True)
         finally:
-            slots.release()
+            self._handlers.difference_update(workers)
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+
+    async def _work(self, handler: Handler) -> None:
+        while (message := await self._next()) is not None:
+            try:
+                await handler(message)
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                logger.warning("handler failed for %r: %s", message.id, err)
+                self.nack(message, err)
+            else:
+                if self.ack_mode is AckMode.AFTER_HANDLER:
+                    await self.ack(message)
 
     async def stop(self, timeout_s: float = 10.0) -> None:
         """Stop reading; let running handlers finish (up to `timeout_s`).
@@ -422,6 +439,7 @@ class Consumer(_Running):
         if self._stopped.is_set():
             return
         self._stopped.set()
+        self._wake()
         self._engine.pause()
         if self._handlers:
             _, late = await asyncio.wait(set(self._handlers), timeout=timeout_s)

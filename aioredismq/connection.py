@@ -240,6 +240,11 @@ class Connection(asyncio.Protocol):
         return self._closed_error is not None
 
     @property
+    def write_paused(self) -> bool:
+        """True while the socket's buffer is full (see `drain`)."""
+        return self._write_paused
+
+    @property
     def pending_batches(self) -> int:
         return len(self._pending)
 

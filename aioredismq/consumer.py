@@ -210,6 +210,7 @@ class GroupConsumer:
             key.encode(): i for key, i in zip(self._keys, self.partitions, strict=True)
         }
         self._acks: dict[str, list[bytes]] = {}
+        self._ack_heads: dict[str, bytes] = {}
         self._unacked = 0
         self._capacity = asyncio.Event()
         self._capacity.set()
@@ -310,11 +311,20 @@ class GroupConsumer:
         """XACK commands for the buffered acks of `keys` (None: all keys)."""
         wanted = self._acks.keys() if keys is None else keys
         taken = {key: self._acks.pop(key) for key in list(wanted) if key in self._acks}
-        commands = [
-            (key, encode_command("XACK", key, self.group, *ids))
-            for key, ids in taken.items()
-        ]
+        commands = [(key, self._ack_command(key, ids)) for key, ids in taken.items()]
         return commands, sum(len(ids) for ids in taken.values())
+
+    def _ack_command(self, key: str, ids: list[bytes]) -> bytes:
+        # Ids come from the server as bytes; encoding them directly is a
+        # measurable share of consuming when done through the generic path.
+        head = self._ack_heads.get(key)
+        if head is None:
+            words = (b"XACK", key.encode(), self.group.encode())
+            head = b"".join(b"$%d\r\n%b\r\n" % (len(w), w) for w in words)
+            self._ack_heads[key] = head
+        parts = [b"*%d\r\n" % (3 + len(ids)), head]
+        parts += [b"$%d\r\n%b\r\n" % (len(i), i) for i in ids]
+        return b"".join(parts)
 
     async def _flush_acks(
         self, target: Connection | Router, keys: Sequence[str] | None = None

@@ -141,7 +141,14 @@ class Producer:
         """
         backoff_s = RECONNECT_FIRST_S
         for attempt in itertools.count():
-            await self.wait_for_capacity()
+            # Awaiting costs a coroutine per message; only do it when there
+            # is something to wait for.
+            if (
+                self._closed
+                or self._in_flight >= self.max_in_flight
+                or self.connection.write_paused
+            ):
+                await self.wait_for_capacity()
             future: asyncio.Future[bytes] = self._loop.create_future()
             if not self._queued:
                 self._loop.call_soon(self._flush_queued)
