@@ -22,6 +22,9 @@ as one line with exit status 2; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 __all__ = [
     "AioRedisMQError",
     "BusyGroupError",
@@ -37,6 +40,7 @@ __all__ = [
     "ServerUnavailableError",
     "WorkerError",
     "WorkloadError",
+    "check_misspelt_keys",
     "reply_error",
 ]
 
@@ -143,6 +147,27 @@ class ClosedError(AioRedisMQError):
 
 class WorkerError(AioRedisMQError):
     """A benchmark worker process failed or went away."""
+
+
+def check_misspelt_keys(
+    source: str,
+    given: Iterable[str],
+    known: Iterable[str],
+    error: type[ConfigError] = ConfigError,
+) -> None:
+    """Refuse a key that looks like a typo of a known one.
+
+    Unknown keys are otherwise ignored, as OMB ignores them, so a misspelt
+    `producerRat` would silently run with the default rate; one letter away
+    from a known key is taken as a typo and stops the run instead.
+    """
+    known_keys = list(known)
+    for key in given:
+        if key in known_keys:
+            continue
+        close = difflib.get_close_matches(key, known_keys, n=1, cutoff=0.85)
+        if close:
+            raise error(source, key, key, f"unknown key; did you mean {close[0]}?")
 
 
 def reply_error(message: str) -> ReplyError:

@@ -43,6 +43,7 @@ from aioredismq.connection import Connection, ConnectionSettings, is_reply_error
 from aioredismq.consumer import Entry, GroupConsumer, entry_payload_ts
 from aioredismq.errors import (
     DriverConfigError,
+    check_misspelt_keys,
     RedisError,
     ReplyError,
     ServerUnavailableError,
@@ -285,6 +286,9 @@ class RedisStreamsDriver(BenchmarkDriver):
         Also logs the keys this driver leaves unused, in one line for the
         run; the workers' own `initialize` keeps quiet about them.
         """
+        check_misspelt_keys(
+            source, config, FRAMEWORK_KEYS | OWN_KEYS, DriverConfigError
+        )
         unused = _unused_keys(config)
         if unused:
             logger.warning(

@@ -16,7 +16,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from aioredismq.client import Client
-from aioredismq.errors import ServerUnavailableError
+from aioredismq.errors import ConfigError, ServerUnavailableError
 from aioredismq.topic import Topic
 from runner.server import EmbeddedServer
 
@@ -39,7 +39,7 @@ def run(
     if args.redis_url:
         try:
             asyncio.run(main(args.redis_url))
-        except ServerUnavailableError as err:
+        except (ConfigError, ServerUnavailableError) as err:
             # A wrong address is a usage problem, not a bug: one line, no
             # traceback.
             sys.exit(f"error: {err}")

@@ -27,7 +27,7 @@ from typing import Any, Final, TypeGuard
 
 import yaml
 
-from aioredismq.errors import ConfigError, WorkloadError
+from aioredismq.errors import ConfigError, WorkloadError, check_misspelt_keys
 
 __all__ = [
     "KeyDistributorType",
@@ -324,6 +324,7 @@ class _Fields:
 
 
 def _build(source: str, path: Path, document: Mapping[str, Any]) -> Workload:
+    check_misspelt_keys(source, document, _KNOWN_KEYS, WorkloadError)
     for key in document:
         if key not in _KNOWN_KEYS:
             # OMB ignores unknown keys, so must we; a misspelt key silently

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from aioredismq.connection import Connection, ConnectionSettings
+from aioredismq.errors import DriverConfigError
 from aioredismq.topic import create_topic, trim_acknowledged
 from driver.base import ConsumerCallback
 from driver.redis_streams import RedisStreamsDriver
@@ -193,3 +194,8 @@ async def test_java_pool_keys_are_named_as_ignored(
         "omb/redis.yaml: ignoring keys this driver does not use: "
         "jedisPoolMaxIdle, jedisPoolMaxTotal"
     ]
+
+
+def test_a_misspelt_driver_key_is_refused() -> None:
+    with pytest.raises(DriverConfigError, match="did you mean redisPort"):
+        RedisStreamsDriver.check_config({"redisPrt": 6390}, "d.yaml")

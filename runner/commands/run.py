@@ -232,6 +232,13 @@ async def _run_all(
 ) -> int:
     for spec in specs:
         await check_driver_server(spec)
+    if args.output and len(workloads) * len(specs) > 1:
+        # OMB does the same with -o; say so rather than lose results quietly.
+        logger.warning(
+            "-o %s names one file for %d runs: each run overwrites the last",
+            args.output,
+            len(workloads) * len(specs),
+        )
     worker = _start_workers(args.workers)
     failures = 0
     try:
@@ -258,6 +265,15 @@ async def _run_one(
     await worker.stop_all()
     try:
         await worker.initialize_driver(spec)
+        system = (await worker.describe()).get("system") or {}
+        if system:
+            logger.info(
+                "driver %s talks to %s %s at %s",
+                spec.name,
+                system.get("server"),
+                system.get("version"),
+                system.get("address"),
+            )
         outcome = await run_workload(worker, workload, spec.name, settings)
     except (ConfigError, ServerUnavailableError):
         raise
