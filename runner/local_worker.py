@@ -58,9 +58,14 @@ logger = logging.getLogger(__name__)
 # Most messages one producer gets in one batch; a sender that fell far behind
 # yields to the event loop between batches so acks keep flowing.
 MAX_BATCH_MESSAGES = 2_000
-# Unacknowledged messages per worker before the sender waits for acks, so a
-# server that cannot keep up slows the sender instead of filling memory.
+# ... and at most this many bytes of payload (64 KiB messages at a rate of
+# 10,000,000 msg/s would otherwise make 128 MiB batches).
+MAX_BATCH_BYTES = 4 << 20
+# Unacknowledged messages (and payload bytes) per worker before the sender
+# waits for acks, so a server that cannot keep up slows the sender instead of
+# filling memory.
 MAX_OUTSTANDING_MESSAGES = 100_000
+MAX_OUTSTANDING_BYTES = 256 << 20
 # Raw latency samples are folded into histograms this often, so that no one
 # fold (about 0.1 µs a sample) holds up the sender for long.
 FOLD_INTERVAL_S = 0.25
@@ -171,6 +176,7 @@ class LocalWorker(Worker, ConsumerCallback):
         self._sender: asyncio.Task[None] | None = None
         self._schedule: _Schedule | None = None
         self._outstanding = 0
+        self._outstanding_bytes = 0
         self._acks_waiter: asyncio.Future[None] | None = None
         self._housekeeper: asyncio.Task[None] | None = None
         self._publish = _LatencyChannel(histograms.new_publish_histogram)
@@ -283,6 +289,8 @@ class LocalWorker(Worker, ConsumerCallback):
         producers = self._producers
         count = len(producers)
         single = payloads[0] if len(payloads) == 1 else None
+        largest = max(map(len, payloads)) or 1
+        batch_limit = max(1, min(MAX_BATCH_MESSAGES, MAX_BATCH_BYTES // largest))
         while True:
             schedule = self._schedule
             assert schedule is not None
@@ -292,11 +300,14 @@ class LocalWorker(Worker, ConsumerCallback):
                 wait_s = (schedule.next_time_ns() - now_ns) / 1e9
                 await asyncio.sleep(max(wait_s, MIN_SLEEP_S))
                 continue
-            if self._outstanding >= MAX_OUTSTANDING_MESSAGES:
+            if (
+                self._outstanding >= MAX_OUTSTANDING_MESSAGES
+                or self._outstanding_bytes >= MAX_OUTSTANDING_BYTES
+            ):
                 self._acks_waiter = asyncio.get_running_loop().create_future()
                 await self._acks_waiter
                 continue
-            due = min(due, MAX_BATCH_MESSAGES * count)
+            due = min(due, batch_limit * count)
             first_slot = schedule.next_slot
             schedule.next_slot += due
             interval_ns = schedule.interval_ns
@@ -315,6 +326,7 @@ class LocalWorker(Worker, ConsumerCallback):
                 send_ns = time.perf_counter_ns()
                 future = producer.send_batch(keys.next_keys(n), batch)
                 self._outstanding += n
+                self._outstanding_bytes += size
                 future.add_done_callback(
                     functools.partial(
                         self._on_acked,
@@ -338,6 +350,7 @@ class LocalWorker(Worker, ConsumerCallback):
     ) -> None:
         ack_ns = time.perf_counter_ns()
         self._outstanding -= count
+        self._outstanding_bytes -= size_bytes
         waiter = self._acks_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -471,6 +484,7 @@ class LocalWorker(Worker, ConsumerCallback):
             driver, self._driver = self._driver, None
             await driver.close()
         self._outstanding = 0
+        self._outstanding_bytes = 0
         self._reset_counters()
         self._reset_latencies()
 

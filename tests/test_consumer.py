@@ -341,9 +341,7 @@ async def test_pitfall_b08_blocking_reads_never_hold_up_other_commands(
 ) -> None:
     topic = await client.create_topic("b08", 4)
     # Four members blocking for 5 s at a time on an idle topic ...
-    idle = [
-        client.consumer(topic, "g", f"idle-{i}", block_ms=5000) for i in range(4)
-    ]
+    idle = [client.consumer(topic, "g", f"idle-{i}", block_ms=5000) for i in range(4)]
     for consumer in idle:
         await consumer.start()
     await asyncio.sleep(0.1)

@@ -82,10 +82,11 @@ async def test_dead_letters_on_a_cluster(cluster_client: Client) -> None:
     await runner
     assert sum(await cluster_client.pending(topic, "g")) == 0
     lengths = []
+    cluster = cluster_client._cluster
+    assert cluster is not None
     for partition in range(3):
         key = dead_letter_key("poison", partition)
-        node = cluster_client._cluster.connection_for_key(key)  # type: ignore[union-attr]
-        lengths.append(await node.execute("XLEN", key))
+        lengths.append(await cluster.connection_for_key(key).execute("XLEN", key))
     assert sum(lengths) == 1
 
 

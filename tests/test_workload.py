@@ -621,6 +621,9 @@ def test_a_key_one_typo_away_from_a_known_one_is_refused(tmp_path: Path) -> None
         "subscriptionsPerTopic: 1\nconsumerPerSubscription: 1\n"
         "producersPerTopic: 1\nproducerRat: 2000\n"
     )
-    with pytest.raises(WorkloadError, match=r"producerRat: 'producerRat' is not "
-                       r"allowed; unknown key; did you mean producerRate\?$"):
+    with pytest.raises(
+        WorkloadError,
+        match=r"producerRat: 'producerRat' is not "
+        r"allowed; unknown key; did you mean producerRate\?$",
+    ):
         load_workload(path)

@@ -117,8 +117,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--drain-timeout",
         metavar="DUR",
         default="10m",
-        help="backlog workloads: how long the drain may take before the run "
-        "finishes with 'drain incomplete' (default 10m)",
+        help="backlog workloads: how long building and draining the backlog may "
+        "take before the run finishes with 'drain incomplete' (default 10m)",
     )
 
 
