@@ -166,6 +166,7 @@ class GroupConsumer:
         claim_idle_ms: int | None = None,
         claim_interval_ms: int = 1000,
         max_deliveries: int | None = None,
+        side: Connection | None = None,
     ) -> None:
         for option, value, low in (
             ("count", count, 1),
@@ -215,7 +216,11 @@ class GroupConsumer:
         self._capacity = asyncio.Event()
         self._capacity.set()
         self._errors: dict[bytes, str] = {}
-        self._side: Connection | None = None  # a single server's side connection
+        # A single server's connection for everything but the blocking reads
+        # (group creation, final acks, sweeps): shared when given, since many
+        # consumers in one process would otherwise hold one each.
+        self._side: Connection | None = None
+        self._shared_side = side
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._running = asyncio.Event()
@@ -226,8 +231,11 @@ class GroupConsumer:
     async def start(self) -> None:
         """Ensure the group exists, connect and start reading (and sweeping)."""
         if self._settings is not None:
-            self._side = await Connection.open(self._settings)
-            self._router = SingleNode(self._side)
+            if self._shared_side is not None:
+                self._router = SingleNode(self._shared_side)
+            else:
+                self._side = await Connection.open(self._settings)
+                self._router = SingleNode(self._side)
             readers = [(self._settings, self._keys)]
         else:
             assert self._router is not None

@@ -43,10 +43,10 @@ from aioredismq.connection import Connection, ConnectionSettings, is_reply_error
 from aioredismq.consumer import Entry, GroupConsumer, entry_payload_ts
 from aioredismq.errors import (
     DriverConfigError,
-    check_misspelt_keys,
     RedisError,
     ReplyError,
     ServerUnavailableError,
+    check_misspelt_keys,
 )
 from aioredismq.message import FIELD_PAYLOAD, FIELD_TS
 from aioredismq.producer import Producer
@@ -392,6 +392,7 @@ class RedisStreamsDriver(BenchmarkDriver):
             wrapper.on_entries,
             count=self._read_count,
             block_ms=self._block_ms,
+            side=self._admin_conn(),
         )
         await group_consumer.start()
         wrapper.group_consumer = group_consumer
@@ -431,8 +432,9 @@ class RedisStreamsDriver(BenchmarkDriver):
         # A consumer still reading would recreate its group, and with it the
         # stream, as soon as the stream is gone.
         for name in topics:
-            for consumer in self._consumers_of.pop(name, []):
-                await consumer.close()
+            consumers = self._consumers_of.pop(name, [])
+            # Together: each may wait out a blocking read before it stops.
+            await asyncio.gather(*(consumer.close() for consumer in consumers))
             self._consumed_topics.pop(name, None)
         conn = self._admin_conn()
         for name in topics:
@@ -452,9 +454,8 @@ class RedisStreamsDriver(BenchmarkDriver):
 
     async def close(self) -> None:
         await self._stop_trimmer()
-        for item in reversed(self._closeables):
-            await item.close()
-        self._closeables.clear()
+        closeables, self._closeables = self._closeables, []
+        await asyncio.gather(*(item.close() for item in closeables))
         if self._admin is not None:
             await self._admin.close()
             self._admin = None

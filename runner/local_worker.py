@@ -461,8 +461,9 @@ class LocalWorker(Worker, ConsumerCallback):
         self._sender = None
         self._schedule = None
         producers, self._producers = self._producers, []
-        for producer in producers:
-            await producer.close()
+        # Together: a consumer takes up to a blocking read to stop, and a
+        # workload may have thousands.
+        await asyncio.gather(*(producer.close() for producer in producers))
         # Acks are counted in callbacks a loop iteration or two after the
         # drivers' futures complete; wait for them so the counts are final.
         deadline = time.monotonic() + ACK_WAIT_S
@@ -473,8 +474,7 @@ class LocalWorker(Worker, ConsumerCallback):
         """Stop the load and close producers and consumers; keep the driver."""
         await self.stop_producers()
         consumers, self._consumers = self._consumers, []
-        for consumer in consumers:
-            await consumer.close()
+        await asyncio.gather(*(consumer.close() for consumer in consumers))
 
     async def stop_all(self) -> None:
         await self.stop_load()

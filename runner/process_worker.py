@@ -15,6 +15,7 @@ import multiprocessing
 import multiprocessing.connection
 import pickle
 import signal
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -61,14 +62,21 @@ async def _serve(conn: multiprocessing.connection.Connection, worker_id: str) ->
     loop = asyncio.get_running_loop()
     requests: asyncio.Queue[tuple[str, tuple[Any, ...]] | None] = asyncio.Queue()
 
-    def on_readable() -> None:
-        try:
-            requests.put_nowait(conn.recv())
-        except (EOFError, OSError):
-            loop.remove_reader(conn.fileno())
-            requests.put_nowait(None)
+    def read_requests() -> None:
+        # A thread with plain blocking reads: the event loop would make the
+        # pipe non-blocking, and a request larger than the pipe's buffer (a
+        # pool of random payloads is megabytes) would then fail mid-read.
+        while True:
+            try:
+                request = conn.recv()
+            except (EOFError, OSError):
+                request = None
+            loop.call_soon_threadsafe(requests.put_nowait, request)
+            if request is None or request[0] == "close":
+                return
 
-    loop.add_reader(conn.fileno(), on_readable)
+    reader = threading.Thread(target=read_requests, name="requests", daemon=True)
+    reader.start()
     try:
         while (request := await requests.get()) is not None:
             method, args = request
@@ -85,7 +93,6 @@ async def _serve(conn: multiprocessing.connection.Connection, worker_id: str) ->
             if method == "close":
                 break
     finally:
-        loop.remove_reader(conn.fileno())
         await worker.stop_all()
 
 
@@ -152,7 +159,8 @@ class ProcessWorker(Worker):
             except (EOFError, OSError, BrokenPipeError) as err:
                 code = self._process.exitcode
                 raise WorkerError(
-                    f"worker {self._id} went away during {method} (exit code {code})"
+                    f"worker {self._id} went away during {method} "
+                    f"(exit code {code}; {type(err).__name__}: {err})"
                 ) from err
         if status == "error":
             raise value

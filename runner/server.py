@@ -98,6 +98,8 @@ class EmbeddedServer:
             "--bind", self.host,
             "--save", "",
             "--appendonly", "no",
+            # OMB's topic-scaling workloads open thousands of connections.
+            "--maxclients", "60000",
             "--dir", self._dir.name,
             "--logfile", str(Path(self._dir.name) / "server.log"),
             *self.extra_args,

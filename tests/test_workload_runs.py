@@ -17,6 +17,8 @@ SUBSET = [
     "1-topic-1-partition-100b.yaml",  # 50k msg/s on one stream
     "1-topic-3-partition-100b-3producers.yaml",  # rate 0, three producers
     "max-rate-1-topic-16-partitions-100b.yaml",  # rate 0
+    # 1,000 random payloads: a megabyte-sized request to the worker process
+    "max-rate-1-topic-1-partition-1p-1c-1kb.yaml",
     "backlog-1-topic-1-partition-1kb.yaml",  # 100 GB asked: cannot be built
 ]
 
