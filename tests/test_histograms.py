@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from hdrh.histogram import HdrHistogram
 
+from runner import histograms
 from runner.histograms import (
     END_TO_END_HIGHEST_US,
     PUBLISH_HIGHEST_US,
@@ -429,3 +430,25 @@ def test_merge_keeps_samples_from_a_different_range() -> None:
 
     merged = merge_encoded([encode(wide)], new_publish_histogram)
     assert merged.get_total_count() == 5
+
+
+# Bytes as Java HdrHistogram's compressed encoder writes them (cookie
+# 0x1c849314, zlib payload) for a histogram of range 1..2048 at 3 significant
+# digits holding the single value 2048.
+JAVA_ENCODED_2048 = "HISTFAAAACB4nJNpmSzMwMDAzAABMJoRQnEw2H+AsP7LMwEARZgDpQ=="
+
+
+def test_decodes_a_histogram_encoded_by_java() -> None:
+    decoded = histograms.decode(JAVA_ENCODED_2048)
+    assert decoded.get_total_count() == 1
+    assert (decoded.lowest_trackable_value, decoded.highest_trackable_value) == (
+        1,
+        2048,
+    )
+    # 2048 sits in the second bucket, two units wide: 2048-2049.
+    assert histograms.max_value(decoded) == 2049
+    assert histograms.value_at_percentile(decoded, 50.0) == 2049
+    merged = histograms.merge_encoded(
+        [JAVA_ENCODED_2048], histograms.new_publish_histogram
+    )
+    assert merged.get_total_count() == 1
