@@ -474,7 +474,7 @@ class Subscriber(_Running):
     ) -> None:
         self._source = source
         self.topic = topic
-        self.start = start
+        self.start_position = start
         self.count = count
         self.block_ms = block_ms
         self._router: Router | None = None
@@ -493,7 +493,7 @@ class Subscriber(_Running):
             else:
                 router = self._source
             keys = self.topic.stream_keys
-            if self.start == "$":
+            if self.start_position == "$":
                 last = await router.request_by_key(
                     [
                         (k, encode_command("XREVRANGE", k, "+", "-", "COUNT", 1))
@@ -502,7 +502,7 @@ class Subscriber(_Running):
                 )
                 self._cursors = [r[0][0] if r else b"0-0" for r in last]
             else:
-                self._cursors = [self.start.encode()] * self.topic.partitions
+                self._cursors = [self.start_position.encode()] * self.topic.partitions
             self._router = router
         return self._router
 

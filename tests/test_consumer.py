@@ -387,3 +387,18 @@ async def test_dead_letters_api_and_acks_after_stop(client: Client) -> None:
     assert origin["last-error"] == b"'missing field'"
     with pytest.raises(ClosedError):
         await consumer.ack(message)
+
+
+async def test_subscriber_as_a_context_manager_starts_at_the_end(
+    client: Client,
+) -> None:
+    topic = await client.create_topic("fan-cm", 1)
+    producer = client.producer(topic)
+    await producer.send(b"old")
+    async with client.subscriber(topic, block_ms=20) as subscriber:
+        await producer.send(b"new")
+        got: list[bytes] = []
+        async with asyncio.timeout(3):
+            while not got:
+                got = [m.payload for m in await subscriber.read()]
+    assert got == [b"new"]
