@@ -289,7 +289,16 @@ async def _stats_loop(
         boundary = last + period_s
         if end > time.monotonic():
             boundary = min(boundary, end)
-        await asyncio.sleep(max(0.0, boundary - time.monotonic()))
+        wait_s = max(0.0, boundary - time.monotonic())
+        if backlog_done is not None and time.monotonic() >= end:
+            # Past the end only the backlog phase holds the run: take the
+            # last sample as soon as it is over, not a whole period later.
+            try:
+                await asyncio.wait_for(backlog_done.wait(), wait_s)
+            except TimeoutError:
+                pass
+        else:
+            await asyncio.sleep(wait_s)
         stats = await worker.get_period_stats()
         now = time.monotonic()
         elapsed_s = now - last

@@ -290,7 +290,7 @@ async def _run_one(
     sidecar = Path(str(path) + SIDECAR_SUFFIX)
     facts = _sidecar(outcome, workload, spec, settings, args)
     sidecar.write_text(json.dumps(facts, indent=2))
-    logger.info("wrote %s and %s", path, sidecar.name)
+    logger.info("wrote %s and %s", path, sidecar)
     return True
 
 
