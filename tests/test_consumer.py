@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
@@ -37,6 +37,30 @@ async def collect(
     return got
 
 
+async def run_until_dead_lettered(
+    client: Client,
+    topic: Topic,
+    handler: Callable[[Message], Awaitable[None]],
+    max_deliveries: int,
+) -> Consumer:
+    """Run a quickly-retrying consumer until a dead letter appears; stop it."""
+    consumer = client.consumer(
+        topic,
+        "g",
+        "c1",
+        claim_idle_ms=50,
+        claim_interval_ms=50,
+        max_deliveries=max_deliveries,
+    )
+    runner = asyncio.create_task(consumer.run(handler))
+    async with asyncio.timeout(5):
+        while consumer.stats.dead_lettered == 0:
+            await asyncio.sleep(0.05)
+    await consumer.stop()
+    await runner
+    return consumer
+
+
 async def test_iterate_and_ack_after_each_message(client: Client) -> None:
     topic = await client.create_topic("it", 3)
     producer = client.producer(topic)
@@ -65,16 +89,8 @@ async def test_failed_messages_are_retried_then_dead_lettered(client: Client) ->
         if message.payload == b"bad":
             raise ValueError("cannot handle bad")
 
-    consumer = client.consumer(
-        topic, "g", "c1", claim_idle_ms=50, claim_interval_ms=50, max_deliveries=2
-    )
-    runner = asyncio.create_task(consumer.run(handler))
+    consumer = await run_until_dead_lettered(client, topic, handler, 2)
     dead_key = dead_letter_key("dl", 0)
-    async with asyncio.timeout(5):
-        while not await client.connection.execute("XLEN", dead_key):
-            await asyncio.sleep(0.05)
-    await consumer.stop()
-    await runner
 
     assert (b"good", 1) in seen
     assert [d for p, d in seen if p == b"bad"] == [1, 2]
@@ -314,22 +330,14 @@ async def test_pitfall_b13_undecodable_text_is_dead_lettered(client: Client) -> 
     topic = await client.create_topic("b13", 1)
     producer = client.producer(topic)
     await producer.send(b"\xc3\x28")  # not UTF-8
-    await producer.send("fine".encode())
+    await producer.send(b"fine")
     texts: list[str] = []
 
     async def as_text(message: Message) -> None:
         texts.append(message.text())
 
-    consumer = client.consumer(
-        topic, "g", "c1", claim_idle_ms=50, claim_interval_ms=50, max_deliveries=1
-    )
-    runner = asyncio.create_task(consumer.run(as_text))
+    await run_until_dead_lettered(client, topic, as_text, 1)
     dead_key = dead_letter_key("b13", 0)
-    async with asyncio.timeout(5):
-        while not await client.connection.execute("XLEN", dead_key):
-            await asyncio.sleep(0.05)
-    await consumer.stop()
-    await runner
     assert texts == ["fine"]
     (entry,) = await client.connection.execute("XRANGE", dead_key, "-", "+")
     assert entry[1][entry[1].index(b"payload") + 1] == b"\xc3\x28"
@@ -367,19 +375,11 @@ async def test_dead_letters_api_and_acks_after_stop(client: Client) -> None:
     topic = await client.create_topic("dlapi", 2)
     producer = client.producer(topic)
     await producer.send(b"poison", key="p")
-    consumer = client.consumer(
-        topic, "g", "c1", claim_idle_ms=50, claim_interval_ms=50, max_deliveries=1
-    )
 
     async def fail(message: Message) -> None:
         raise KeyError("missing field")
 
-    runner = asyncio.create_task(consumer.run(fail))
-    async with asyncio.timeout(5):
-        while consumer.stats.dead_lettered == 0:
-            await asyncio.sleep(0.05)
-    await consumer.stop()
-    await runner
+    consumer = await run_until_dead_lettered(client, topic, fail, 1)
     ((message, origin),) = await client.dead_letters(topic)
     assert message.payload == b"poison"
     assert message.key == b"p"

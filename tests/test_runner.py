@@ -18,7 +18,7 @@ from runner.benchmark import RunSettings, run_workload
 from runner.ensemble import WorkerEnsemble, producer_worker_count
 from runner.local_worker import LocalWorker, _Schedule
 from runner.protocol import DriverSpec, ProducerWorkAssignment, TopicSubscription
-from runner.workload import KeyDistributorType, load_workload
+from runner.workload import KeyDistributorType, Workload, load_workload
 
 ROOT = Path(__file__).resolve().parent.parent
 MEMORY = DriverSpec("Memory", "driver.memory.MemoryDriver", {}, "memory.yaml")
@@ -212,15 +212,20 @@ async def test_max_rate_settles_near_a_throttled_consumer() -> None:
         assert consumed == pytest.approx(3000, rel=0.2)
 
 
-async def test_backlog_builds_drains_and_finishes() -> None:
-    # 2 MiB of 1 KiB messages = 2,048 messages; drained to 1,000 or fewer.
-    workload = dataclasses.replace(
+def _backlog_workload() -> Workload:
+    """2,000 msg/s of 1 KiB with a 2 MiB backlog to build (2,048 messages)."""
+    return dataclasses.replace(
         load_workload(ROOT / "workloads" / "smoke.yaml"),
         producer_rate_per_s=2000.0,
         consumer_backlog_size_gb=2 / 1024,
         warmup_duration_s=0.0,
         test_duration_s=1.0,
     )
+
+
+async def test_backlog_builds_drains_and_finishes() -> None:
+    # 2 MiB of 1 KiB messages = 2,048 messages; drained to 1,000 or fewer.
+    workload = _backlog_workload()
     worker = LocalWorker()
     await worker.initialize_driver(MEMORY)
     outcome = await run_workload(worker, workload, "Memory", RunSettings(period_s=1.0))
@@ -235,13 +240,7 @@ async def test_backlog_builds_drains_and_finishes() -> None:
 async def test_a_drain_that_cannot_finish_ends_the_run() -> None:
     # Consumers manage 500 msg/s while 2,000 msg/s keep coming: the backlog
     # can only grow after they resume.
-    workload = dataclasses.replace(
-        load_workload(ROOT / "workloads" / "smoke.yaml"),
-        producer_rate_per_s=2000.0,
-        consumer_backlog_size_gb=2 / 1024,
-        warmup_duration_s=0.0,
-        test_duration_s=1.0,
-    )
+    workload = _backlog_workload()
     worker = LocalWorker()
     await worker.initialize_driver(_throttled(500))
     settings = RunSettings(period_s=1.0, drain_timeout_s=2.0)
