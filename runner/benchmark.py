@@ -10,9 +10,7 @@ sidecar next to it.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
-import os
 import random
 import time
 from collections.abc import Callable
@@ -32,6 +30,7 @@ from runner.protocol import (
     ProducerWorkAssignment,
     TopicSubscription,
     Worker,
+    random_suffix,
 )
 from runner.result import TestResult, add_aggregates, add_period
 from runner.workload import Workload
@@ -73,10 +72,6 @@ class RunOutcome:
     backlog: dict[str, object] = field(default_factory=dict)
     started_at: float = 0.0
     finished_at: float = 0.0
-
-
-def _random_suffix() -> str:
-    return base64.urlsafe_b64encode(os.urandom(5)).decode().rstrip("=")
 
 
 def _new_result(workload: Workload, driver_name: str) -> TestResult:
@@ -143,7 +138,7 @@ async def _run_phases(
     assignment: list[TopicSubscription] = []
     for topic in topics:
         for i in range(workload.subscriptions_per_topic):
-            subscription = TopicSubscription(topic, f"sub-{i:03d}-{_random_suffix()}")
+            subscription = TopicSubscription(topic, f"sub-{i:03d}-{random_suffix()}")
             assignment += [subscription] * workload.consumer_per_subscription
     random.shuffle(assignment)
     await worker.create_consumers(assignment)

@@ -15,7 +15,6 @@ stats are read; per message the hot path does a few list appends.
 from __future__ import annotations
 
 import asyncio
-import base64
 import functools
 import importlib
 import logging
@@ -48,6 +47,7 @@ from runner.protocol import (
     ProducerWorkAssignment,
     TopicSubscription,
     Worker,
+    random_suffix,
 )
 from runner.workload import KeyDistributorType
 
@@ -92,10 +92,6 @@ def load_driver_class(spec: DriverSpec) -> type[BenchmarkDriver]:
     if not (isinstance(cls, type) and issubclass(cls, BenchmarkDriver)):
         raise DriverConfigError(spec.source, "driverClass", spec.driver_class, allowed)
     return cls
-
-
-def _random_suffix() -> str:
-    return base64.urlsafe_b64encode(os.urandom(5)).decode().rstrip("=")
 
 
 class _Schedule:
@@ -241,7 +237,7 @@ class LocalWorker(Worker, ConsumerCallback):
     async def create_topics(self, topics: int, partitions_per_topic: int) -> list[str]:
         driver = self._need_driver()
         prefix = driver.topic_name_prefix
-        names = [f"{prefix}-{i:07d}-{_random_suffix()}" for i in range(topics)]
+        names = [f"{prefix}-{i:07d}-{random_suffix()}" for i in range(topics)]
         await driver.create_topics([TopicInfo(n, partitions_per_topic) for n in names])
         return names
 
@@ -369,14 +365,9 @@ class LocalWorker(Worker, ConsumerCallback):
     # consumer callback
 
     def message_received(self, payload: bytes, publish_timestamp_us: int) -> None:
-        self.messages_received_batch([payload], [publish_timestamp_us])
+        self.messages_received([payload], [publish_timestamp_us])
 
     def messages_received(
-        self, payloads: Sequence[bytes], publish_timestamps_us: Sequence[int]
-    ) -> None:
-        self.messages_received_batch(payloads, publish_timestamps_us)
-
-    def messages_received_batch(
         self, payloads: Sequence[bytes], publish_timestamps_us: Sequence[int]
     ) -> None:
         now_us = time.time_ns() // 1000

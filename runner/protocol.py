@@ -8,6 +8,8 @@ HdrHistogram's compressed V2 encoding, as in OMB.
 
 from __future__ import annotations
 
+import base64
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +25,7 @@ __all__ = [
     "ProducerWorkAssignment",
     "TopicSubscription",
     "Worker",
+    "random_suffix",
 ]
 
 
@@ -122,6 +125,12 @@ class CumulativeLatencies:
             add(self.overflow_samples, other.overflow_samples),
             add(self.negative_samples, other.negative_samples),
         )
+
+
+def random_suffix() -> str:
+    """OMB's random part of topic and subscription names: 5 random bytes,
+    base64url without padding (7 characters)."""
+    return base64.urlsafe_b64encode(os.urandom(5)).decode().rstrip("=")
 
 
 class Worker(ABC):
