@@ -412,6 +412,22 @@ def flag_period_zero(ctx: Context) -> Case:
 
 
 @case
+def flag_drain_timeout_not_a_duration(ctx: Context) -> Case:
+    args = ["-d", str(ctx.driver), "--drain-timeout", "soon", str(SMOKE)]
+    return Case(args, ["--drain-timeout: 'soon'", "ms, s, m or h"])
+
+
+@case
+def workload_key_one_typo_away(ctx: Context) -> Case:
+    path = ctx.tmp / "typo-key.yaml"
+    path.write_text(SMOKE.read_text().replace("producerRate:", "producerRat:"))
+    return Case(
+        ["-d", str(ctx.driver), str(path)],
+        [str(path), "producerRat", "did you mean producerRate?"],
+    )
+
+
+@case
 def flag_warmup_negative(ctx: Context) -> Case:
     args = ["-d", str(ctx.driver), "--warmup-duration", "-1", str(SMOKE)]
     return Case(args, ["--warmup-duration: '-1'", "ms, s, m or h"])
