@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -132,15 +133,20 @@ async def test_a_run_in_process_measures_what_was_sent() -> None:
     )
     worker = LocalWorker()
     await worker.initialize_driver(MEMORY)
+    started_s = time.monotonic()
     outcome = await run_workload(worker, workload, "Memory", RunSettings(period_s=0.5))
+    wall_s = time.monotonic() - started_s
     await worker.stop_all()
 
     result = outcome.result
     assert len(result.publish_rate) == 3
-    # In one process the coordinator's histogram work holds up the sender,
-    # which catches up afterwards, so single periods vary; their mean holds.
-    mean_rate = sum(result.publish_rate) / 3
-    assert mean_rate == pytest.approx(5000, rel=0.3)
+    # The schedule never skips a slot: a sender held up (here by the
+    # coordinator's histogram work in the same process) catches up later, so
+    # single periods, even the measured phase as a whole, may run above the
+    # rate. What must hold is the total: every slot from the start of the load
+    # to its end is sent, and nothing beyond the schedule.
+    sent = outcome.counters["messagesSent"] - 1  # one probe message
+    assert 5000 * 2.0 * 0.9 <= sent <= 5000 * wall_s
     assert result.publish_rate == pytest.approx(result.consume_rate, rel=0.01)
     assert outcome.counters["messagesSent"] == outcome.counters["messagesReceived"]
     assert outcome.counters["messageSendErrors"] == 0
