@@ -14,7 +14,9 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from aioredismq.errors import ConfigError, ServerUnavailableError
+from runner.commands import compare as compare_command
 from runner.commands import csv as csv_command
+from runner.commands import report as report_command
 from runner.commands import run as run_command
 from runner.commands import validate as validate_command
 
@@ -31,7 +33,13 @@ Reads OMB's workload and driver YAML files unchanged and writes OMB's result
 JSON."""
 
 # Subcommands in the order `bench --help` lists them.
-COMMANDS = [run_command, validate_command, csv_command]
+COMMANDS = [
+    run_command,
+    validate_command,
+    report_command,
+    compare_command,
+    csv_command,
+]
 
 
 def configure_logging(verbosity: int, prefix: str = "") -> None:

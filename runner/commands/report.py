@@ -1,0 +1,17 @@
+"""`bench report`: being written; see the module that replaces this one."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "report"
+HELP = "render results as an HTML page with charts"
+DESCRIPTION = HELP
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("results", nargs="*")
+
+
+def main(args: argparse.Namespace) -> int:
+    raise NotImplementedError("bench report")
