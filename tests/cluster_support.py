@@ -58,11 +58,11 @@ class LocalCluster:
 
     def start(self) -> Self:
         try:
-            for port, bus_port in zip(self.ports, self.bus_ports):
+            for port, bus_port in zip(self.ports, self.bus_ports, strict=True):
                 self._spawn(port, bus_port)
             for port in self.ports:
                 self._wait(lambda p=port: node_command(p, "PING"))
-            for port, (first, last) in zip(self.ports, SLOT_RANGES):
+            for port, (first, last) in zip(self.ports, SLOT_RANGES, strict=True):
                 node_command(port, "CLUSTER", "ADDSLOTSRANGE", first, last)
             # Meeting the first node from the others is enough: gossip spreads
             # the rest. The bus port is given since it is not port + 10000.

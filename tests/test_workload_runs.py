@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from test_cli_run import ROOT, bench, write_driver_file
 
 SUBSET = [

@@ -38,7 +38,6 @@ Where this differs from OMB's tool, by choice:
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from collections.abc import Sequence
@@ -48,7 +47,8 @@ from pathlib import Path
 from typing import Final
 
 from aioredismq.errors import ConfigError
-from runner.result import TestResult, loads_result
+from reports.results import read_result_file
+from runner.result import TestResult
 
 __all__ = [
     "DESCRIPTION",
@@ -329,34 +329,4 @@ def _result_files(folder: Path) -> list[Path]:
 
 
 def _load(path: Path) -> tuple[str, TestResult]:
-    source = str(path)
-    expected = "expected an OMB result file (the JSON `bench run` or OMB writes)"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(
-            source, None, path.name, f"cannot read it ({err.strerror}); {expected}"
-        ) from err
-    except UnicodeDecodeError as err:
-        raise ConfigError(
-            source, None, path.name, "not UTF-8 text; " + expected
-        ) from err
-    try:
-        document = json.loads(text)
-    except ValueError as err:
-        raise ConfigError(
-            source, None, str(err), "not valid JSON; " + expected
-        ) from err
-    if not isinstance(document, dict):
-        kind = type(document).__name__
-        raise ConfigError(source, None, kind, "not a JSON object; " + expected)
-    missing = [key for key in REQUIRED_KEYS if key not in document]
-    if missing:
-        raise ConfigError(source, None, ", ".join(missing), "missing keys; " + expected)
-    try:
-        result = loads_result(text)
-    except (ValueError, TypeError, OverflowError) as err:
-        raise ConfigError(
-            source, None, str(err), "a value of the wrong type; " + expected
-        ) from err
-    return source, result
+    return str(path), read_result_file(path, REQUIRED_KEYS)
