@@ -35,7 +35,15 @@ from runner.protocol import (
 from runner.result import TestResult, add_aggregates, add_period
 from runner.workload import Workload
 
-__all__ = ["RunOutcome", "RunSettings", "run_workload"]
+__all__ = [
+    "MEASURING",
+    "WARMING_UP",
+    "PeriodSummary",
+    "RunOutcome",
+    "RunSettings",
+    "planned_durations",
+    "run_workload",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +52,10 @@ READY_TIMEOUT_S = 60.0
 READY_POLL_S = 0.1
 # How long the consumers get to catch up once the producers have stopped.
 DRAIN_TIMEOUT_S = 30.0
+# The two phases whose length the workload sets (the others last as long as
+# the work they do takes).
+WARMING_UP = "warming up"
+MEASURING = "measuring"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +86,33 @@ class RunOutcome:
     finished_at: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class PeriodSummary:
+    """The figures of one stats period that a progress display shows."""
+
+    publish_rate_per_s: float
+    consume_rate_per_s: float
+    publish_error_rate_per_s: float
+    backlog_messages: int
+    publish_latency_p99_us: float
+
+
+def planned_durations(workload: Workload) -> dict[str, float | None]:
+    """How long each timed phase of a run of `workload` is meant to last.
+
+    None where the end is not known in advance: a workload without a test
+    duration runs until stopped, and with a backlog to build and drain the
+    measured phase lasts as long as that takes, plus the test duration. A
+    warm-up of 0 is skipped, so it is left out.
+    """
+    planned: dict[str, float | None] = {}
+    if workload.warmup_duration_s > 0:
+        planned[WARMING_UP] = workload.warmup_duration_s
+    backlog = workload.consumer_backlog_size_gb > 0
+    planned[MEASURING] = None if backlog else workload.test_duration_s
+    return planned
+
+
 def _new_result(workload: Workload, driver_name: str) -> TestResult:
     return TestResult(
         workload=workload.name or "",
@@ -98,8 +137,13 @@ async def run_workload(
     settings: RunSettings = RunSettings(),
     *,
     on_phase: Callable[[str], None] | None = None,
+    on_period: Callable[[PeriodSummary], None] | None = None,
 ) -> RunOutcome:
-    """Run one workload on an initialized worker (or ensemble)."""
+    """Run one workload on an initialized worker (or ensemble).
+
+    `on_phase` is called with each phase's name as it begins, `on_period`
+    with each stats period's figures (warm-up and measured phase alike).
+    """
     started_at = time.time()
 
     def phase(name: str) -> None:
@@ -113,7 +157,7 @@ async def run_workload(
         result=_new_result(workload, driver_name), topics=topics, started_at=started_at
     )
     try:
-        await _run_phases(worker, workload, settings, outcome, phase)
+        await _run_phases(worker, workload, settings, outcome, phase, on_period)
     finally:
         if settings.keep_topics:
             logger.info("keeping %d topics: %s", len(topics), ", ".join(topics))
@@ -132,6 +176,7 @@ async def _run_phases(
     settings: RunSettings,
     outcome: RunOutcome,
     phase: Callable[[str], None],
+    on_period: Callable[[PeriodSummary], None] | None,
 ) -> None:
     topics = outcome.topics
     phase("creating consumers")
@@ -165,10 +210,15 @@ async def _run_phases(
         if controller is not None:
             controller.start()
         if workload.warmup_duration_s > 0:
-            phase("warming up")
+            phase(WARMING_UP)
             warmup = _new_result(workload, outcome.result.driver)
             await _stats_loop(
-                worker, workload, warmup, workload.warmup_duration_s, settings.period_s
+                worker,
+                workload,
+                warmup,
+                workload.warmup_duration_s,
+                settings.period_s,
+                on_period=on_period,
             )
             await _read_cumulative(worker, warmup)
         if workload.consumer_backlog_size_gb > 0:
@@ -184,7 +234,7 @@ async def _run_phases(
             backlog.start()
 
         await worker.reset_stats()
-        phase("measuring")
+        phase(MEASURING)
         await _stats_loop(
             worker,
             workload,
@@ -192,6 +242,7 @@ async def _run_phases(
             workload.test_duration_s,
             settings.period_s,
             None if backlog is None else backlog.done,
+            on_period,
         )
     finally:
         if controller is not None:
@@ -269,6 +320,7 @@ async def _stats_loop(
     duration_s: float | None,
     period_s: float,
     backlog_done: asyncio.Event | None = None,
+    on_period: Callable[[PeriodSummary], None] | None = None,
 ) -> None:
     """Poll period stats until the duration is over (None: forever) and any
     backlog phase has finished."""
@@ -298,14 +350,16 @@ async def _stats_loop(
         now = time.monotonic()
         elapsed_s = now - last
         last = now
-        _record_period(result, workload, stats, elapsed_s)
+        summary = _record_period(result, workload, stats, elapsed_s)
+        if on_period is not None:
+            on_period(summary)
         if now >= end and (backlog_done is None or backlog_done.is_set()):
             return
 
 
 def _record_period(
     result: TestResult, workload: Workload, stats: PeriodStats, elapsed_s: float
-) -> None:
+) -> PeriodSummary:
     publish = _merge(stats.publish_latency, histograms.new_publish_histogram)
     delay = _merge(stats.publish_delay_latency, histograms.new_publish_histogram)
     e2e = _merge(stats.end_to_end_latency, histograms.new_end_to_end_histogram)
@@ -342,6 +396,13 @@ def _record_period(
         float(histograms.value_at_percentile(delay, 99)),
         float(histograms.value_at_percentile(delay, 99.9)),
         float(histograms.max_value(delay)),
+    )
+    return PeriodSummary(
+        publish_rate_per_s=publish_rate,
+        consume_rate_per_s=consume_rate,
+        publish_error_rate_per_s=error_rate,
+        backlog_messages=backlog,
+        publish_latency_p99_us=float(histograms.value_at_percentile(publish, 99)),
     )
 
 
