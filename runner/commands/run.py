@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime
 import json
 import logging
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from aioredismq.errors import ConfigError, ServerUnavailableError, WorkerError
-from runner.benchmark import RunOutcome, RunSettings, run_workload
+from runner.benchmark import RunOutcome, RunSettings, planned_durations, run_workload
 from runner.drivers import (
     DEFAULT_DRIVER_FILE,
     check_driver_server,
@@ -23,6 +24,7 @@ from runner.drivers import (
 )
 from runner.ensemble import WorkerEnsemble
 from runner.process_worker import ProcessWorker
+from runner.progress import FAILED, LiveDisplay, ProgressBoard, RunProgress
 from runner.protocol import DriverSpec, Worker
 from runner.result import dumps_result
 from runner.server import SERVER_CHOICES, EmbeddedServer
@@ -120,6 +122,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="backlog workloads: how long building and draining the backlog may "
         "take before the run finishes with 'drain incomplete' (default 10m)",
     )
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no live progress display (shown only when stderr is a terminal)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -145,19 +152,39 @@ def main(args: argparse.Namespace) -> int:
         keep_topics=args.keep_topics,
         drain_timeout_s=drain_timeout_s,
     )
-    server: EmbeddedServer | None = None
-    try:
-        if default_spec is not None:
-            server = EmbeddedServer(args.server)
-            # Started inside the try, so a Ctrl-C while it comes up still
-            # stops it.
-            server.start()
-            logger.info("using embedded server: %s", server.describe())
-            specs = [with_address(default_spec, server.host, server.port)]
-        return asyncio.run(_run_all(workloads, specs, settings, args))
-    finally:
-        if server is not None:
-            server.stop()
+    names = [spec.name for spec in specs]
+    if default_spec is not None:
+        names = [default_spec.name]
+    board = _progress_board(workloads, names)
+    show_progress = sys.stderr.isatty() and not args.no_progress
+    # The display ends after everything it shows: the server and the workers
+    # inherit the standard error it catches.
+    with LiveDisplay(board) if show_progress else contextlib.nullcontext():
+        server: EmbeddedServer | None = None
+        try:
+            if default_spec is not None:
+                server = EmbeddedServer(args.server)
+                # Started inside the try, so a Ctrl-C while it comes up still
+                # stops it.
+                server.start()
+                logger.info("using embedded server: %s", server.describe())
+                specs = [with_address(default_spec, server.host, server.port)]
+            return asyncio.run(_run_all(workloads, specs, settings, args, board))
+        finally:
+            if server is not None:
+                server.stop()
+
+
+def _progress_board(
+    workloads: list[Workload], driver_names: list[str]
+) -> ProgressBoard:
+    """One line of the progress display per run, in the order they run."""
+    board = ProgressBoard()
+    for workload in workloads:
+        for name in driver_names:
+            label = f"{workload.file_base_name} on {name}"
+            board.add(label, planned_durations(workload))
+    return board
 
 
 def _worker_count(text: str | int) -> int:
@@ -229,6 +256,7 @@ async def _run_all(
     specs: list[DriverSpec],
     settings: RunSettings,
     args: argparse.Namespace,
+    board: ProgressBoard,
 ) -> int:
     for spec in specs:
         await check_driver_server(spec)
@@ -241,10 +269,12 @@ async def _run_all(
         )
     worker = _start_workers(args.workers)
     failures = 0
+    runs = iter(board.runs)
     try:
         for workload in workloads:
             for spec in specs:
-                if not await _run_one(worker, workload, spec, settings, args):
+                progress = next(runs)
+                if not await _run_one(worker, workload, spec, settings, args, progress):
                     failures += 1
     finally:
         await worker.close()
@@ -257,11 +287,13 @@ async def _run_one(
     spec: DriverSpec,
     settings: RunSettings,
     args: argparse.Namespace,
+    progress: RunProgress,
 ) -> bool:
     """One (workload, driver) run; a failed run is logged and the next goes on."""
     logger.info(
         "running %s (%s) on driver %s", workload.source, workload.name, spec.name
     )
+    progress.enter("initializing driver")
     await worker.stop_all()
     try:
         await worker.initialize_driver(spec)
@@ -274,11 +306,19 @@ async def _run_one(
                 system.get("version"),
                 system.get("address"),
             )
-        outcome = await run_workload(worker, workload, spec.name, settings)
+        outcome = await run_workload(
+            worker,
+            workload,
+            spec.name,
+            settings,
+            on_phase=progress.enter,
+            on_period=progress.record,
+        )
     except (ConfigError, ServerUnavailableError):
         raise
     except WorkerError as err:
         logger.error("run of %s on %s failed: %s", workload.source, spec.name, err)
+        progress.finish(FAILED)
         return False
     finally:
         try:
@@ -291,6 +331,7 @@ async def _run_one(
     facts = _sidecar(outcome, workload, spec, settings, args)
     sidecar.write_text(json.dumps(facts, indent=2))
     logger.info("wrote %s and %s", path, sidecar)
+    progress.finish()
     return True
 
 
