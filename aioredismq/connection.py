@@ -3,8 +3,19 @@
 redis-py spends most of its per-command time in Python bookkeeping around
 each command of a pipeline. Here a batch of commands is one `bytes` written in
 one call, and the replies are parsed by hiredis's C reader straight from
-`data_received`; each batch completes one future with the list of its
-replies. That is what makes the producer and consumer hot paths cheap.
+`data_received` (or by `aioredismq.resp`'s pure-Python one, when hiredis is
+not installed or `parser="python"` asks for it); each batch completes one
+future with the list of its replies. That is what makes the producer and
+consumer hot paths cheap.
+
+With `socket_timeout_s` set, a reply has that long to start arriving, counted
+from when its batch reaches the head of the queue or from the last bytes
+received, whichever is later; a blocking read (`BLOCK ms`) gets its block
+time on top, and `BLOCK 0` waits for ever. One timer per connection, re-armed
+only when it fires, watches the oldest batch; nothing is scheduled per
+request. A reply that misses its deadline fails every waiting batch with
+`ReplyTimeoutError` and closes the connection, since the replies still on
+their way could no longer be matched to their commands.
 """
 
 from __future__ import annotations
@@ -15,19 +26,25 @@ import socket
 import ssl
 from collections import deque
 from dataclasses import dataclass, replace
-from typing import Any, cast
-from urllib.parse import unquote, urlsplit
+from typing import Any, Literal, cast
+from urllib.parse import parse_qsl, unquote, urlsplit
 
-import hiredis
-
+from aioredismq import resp
 from aioredismq.errors import (
     ClosedError,
     ConfigError,
     ProtocolError,
     RedisConnectionError,
+    ReplyTimeoutError,
     ServerUnavailableError,
+    check_misspelt_keys,
     reply_error,
 )
+
+try:
+    import hiredis
+except ImportError:  # the pure-Python reader serves instead, more slowly
+    hiredis = None  # type: ignore[assignment]
 
 __all__ = [
     "Connection",
@@ -41,14 +58,26 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_PORT = 6379
 
+Parser = Literal["hiredis", "python"]
+PARSERS: tuple[Parser, ...] = ("hiredis", "python")
+#: Query parameters `from_url` reads (redis-py's names, in seconds).
+URL_OPTIONS = ("socket_timeout",)
 
-class _HiredisReplyError(Exception):
-    """What hiredis hands back, as a value, for an error reply."""
+
+class _ErrorReply(Exception):
+    """What the reply reader hands back, as a value, for an error reply."""
 
 
 @dataclass(frozen=True, slots=True)
 class ConnectionSettings:
-    """Where a server is and how to log in to it."""
+    """Where a server is, how to log in to it, and how long to wait.
+
+    `socket_timeout_s`: how long a reply may take to start arriving (None,
+    the default: wait for ever, as redis-py does). Blocking reads get their
+    block time on top, so they never time out early. `parser`: "hiredis"
+    (the C reader; the pure-Python one is used anyway when hiredis is not
+    installed) or "python".
+    """
 
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
@@ -57,10 +86,24 @@ class ConnectionSettings:
     db: int = 0
     tls: bool = False
     connect_timeout_s: float = 5.0
+    socket_timeout_s: float | None = None
+    parser: Parser = "hiredis"
+
+    def __post_init__(self) -> None:
+        timeout_s = self.socket_timeout_s
+        if timeout_s is not None and not (
+            isinstance(timeout_s, int | float) and 0 < timeout_s < float("inf")
+        ):
+            allowed = "expected a number of seconds > 0, or None to wait for ever"
+            raise ConfigError("connection", "socket_timeout_s", timeout_s, allowed)
+        if self.parser not in PARSERS:
+            allowed = f"expected one of {', '.join(PARSERS)}"
+            raise ConfigError("connection", "parser", self.parser, allowed)
 
     @classmethod
     def from_url(cls, url: str, **overrides: Any) -> ConnectionSettings:
-        """Parse `redis://[user[:password]@]host[:port][/db]` (or `rediss://`)."""
+        """Parse `redis://[user[:password]@]host[:port][/db][?socket_timeout=s]`
+        (or `rediss://`); keyword overrides win over the URL."""
         parts = urlsplit(url)
         if parts.scheme not in ("redis", "rediss"):
             allowed = "expected redis://host:port or rediss://host:port"
@@ -72,6 +115,18 @@ class ConnectionSettings:
             port = parts.port or DEFAULT_PORT
         except ValueError as err:
             raise ConfigError("url", "port", url, "expected 1-65535") from err
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        check_misspelt_keys("url", query, URL_OPTIONS)
+        timeout_s: float | None = None
+        if "socket_timeout" in query:
+            text = query["socket_timeout"]
+            try:
+                timeout_s = float(text)
+            except ValueError:
+                timeout_s = -1.0
+            if not 0 < timeout_s < float("inf"):
+                allowed = "expected a number of seconds > 0"
+                raise ConfigError("url", "socket_timeout", text, allowed)
         settings = cls(
             host=parts.hostname or "127.0.0.1",
             port=port,
@@ -79,6 +134,7 @@ class ConnectionSettings:
             password=unquote(parts.password) if parts.password else None,
             db=int(db_text),
             tls=parts.scheme == "rediss",
+            socket_timeout_s=timeout_s,
         )
         return replace(settings, **overrides) if overrides else settings
 
@@ -105,23 +161,70 @@ def encode_command(*args: bytes | str | int | float) -> bytes:
 
 def is_reply_error(reply: Any) -> bool:
     """True when `reply` is an error reply returned as a value."""
-    return isinstance(reply, _HiredisReplyError)
+    return isinstance(reply, _ErrorReply)
 
 
 def raise_for_reply(reply: Any) -> Any:
     """Return `reply`, or raise the matching error if it is an error reply."""
-    if isinstance(reply, _HiredisReplyError):
+    if isinstance(reply, _ErrorReply):
         raise reply_error(str(reply))
     return reply
 
 
-class _Batch:
-    __slots__ = ("future", "expected", "replies")
+def _reply_reader(parser: Parser) -> Any:
+    if parser == "hiredis" and hiredis is not None:
+        return hiredis.Reader(protocolError=ProtocolError, replyError=_ErrorReply)
+    return resp.Reader(protocolError=ProtocolError, replyError=_ErrorReply)
 
-    def __init__(self, future: asyncio.Future[list[Any]], expected: int) -> None:
+
+# How `encode_command` writes a BLOCK option, in either case, up to the
+# length of the bulk string that follows it.
+_BLOCK_WORDS = (b"$5\r\nBLOCK\r\n$", b"$5\r\nblock\r\n$")
+
+
+def block_wait_s(commands: bytes) -> float | None:
+    """How long the blocking reads among `commands` may wait on the server.
+
+    0.0 when none blocks; None when one waits for ever (`BLOCK 0`). Only the
+    `BLOCK ms` option of XREAD and XREADGROUP is recognised: BLPOP and the
+    like, which the library never sends, get no extra time, so with a socket
+    timeout shorter than their wait they time out (recognising them would
+    mean finding each one's timeout argument). Bytes inside a value that
+    happen to spell an encoded BLOCK option can only lengthen a deadline.
+    """
+    wait_s = 0.0
+    for word in _BLOCK_WORDS:
+        at = commands.find(word)
+        while at != -1:
+            # `$<n>\r\n<ms>\r\n` follows the option name.
+            head = at + len(word)
+            size_end = commands.find(b"\r\n", head, head + 21)
+            if size_end != -1 and commands[head:size_end].isdigit():
+                value = commands[
+                    size_end + 2 : size_end + 2 + int(commands[head:size_end])
+                ]
+                if value.isdigit():
+                    if int(value) == 0:
+                        return None
+                    wait_s += int(value) / 1000
+            at = commands.find(word, head)
+    return wait_s
+
+
+class _Batch:
+    __slots__ = ("future", "expected", "replies", "wait_s")
+
+    def __init__(
+        self,
+        future: asyncio.Future[list[Any]],
+        expected: int,
+        wait_s: float | None = 0.0,
+    ) -> None:
         self.future = future
         self.expected = expected
         self.replies: list[Any] = []
+        #: Server-side wait allowed on top of the socket timeout (None: for ever).
+        self.wait_s = wait_s
 
 
 class Connection(asyncio.Protocol):
@@ -129,15 +232,19 @@ class Connection(asyncio.Protocol):
 
     Error replies come back inside the reply list as values (check them with
     `raise_for_reply`), so one bad command does not hide the others' results.
-    Losing the connection fails every batch still waiting.
+    Losing the connection, or a reply later than `socket_timeout_s` allows,
+    fails every batch still waiting.
     """
 
     def __init__(self, settings: ConnectionSettings) -> None:
         self.settings = settings
         self._loop = asyncio.get_running_loop()
-        self._reader = hiredis.Reader(
-            protocolError=ProtocolError, replyError=_HiredisReplyError
-        )
+        self._reader = _reply_reader(settings.parser)
+        self._timeout_s = settings.socket_timeout_s
+        # Reply deadlines (only with a socket timeout): when the oldest batch
+        # began to wait, or bytes last arrived; and the one deadline timer.
+        self._progress_at = 0.0
+        self._timer: asyncio.TimerHandle | None = None
         self._pending: deque[_Batch] = deque()
         self._transport: asyncio.Transport | None = None
         self._closed_error: Exception | None = None
@@ -198,6 +305,8 @@ class Connection(asyncio.Protocol):
         reader = self._reader
         reader.feed(data)
         pending = self._pending
+        if self._timeout_s is not None:
+            self._progress_at = self._loop.time()
         while True:
             try:
                 reply = reader.gets()
@@ -205,6 +314,8 @@ class Connection(asyncio.Protocol):
                 self._fail(err)
                 return
             if reply is False:
+                if self._timer is None and self._timeout_s is not None:
+                    self._arm()  # the next batch waits behind a BLOCK 0 read
                 return
             if not pending:
                 self._fail(ProtocolError("a reply arrived with no command waiting"))
@@ -256,7 +367,15 @@ class Connection(asyncio.Protocol):
             raise self._closed_error
         assert self._transport is not None
         future: asyncio.Future[list[Any]] = self._loop.create_future()
-        self._pending.append(_Batch(future, expected_replies))
+        if self._timeout_s is None:
+            self._pending.append(_Batch(future, expected_replies))
+        else:
+            if not self._pending:
+                self._progress_at = self._loop.time()
+            batch = _Batch(future, expected_replies, block_wait_s(commands))
+            self._pending.append(batch)
+            if self._timer is None:
+                self._arm()
         self._transport.write(commands)
         return future
 
@@ -280,7 +399,40 @@ class Connection(asyncio.Protocol):
             self._transport.close()
             await self._lost
 
+    def _arm(self) -> None:
+        """Set the deadline timer for the oldest batch, unless it waits for ever."""
+        if self._timer is not None or not self._pending or self._closed_error:
+            return
+        wait_s = self._pending[0].wait_s
+        if wait_s is None or self._timeout_s is None:
+            return  # the reply to that batch re-arms for the next one
+        deadline = self._progress_at + self._timeout_s + wait_s
+        self._timer = self._loop.call_at(deadline, self._on_deadline)
+
+    def _on_deadline(self) -> None:
+        self._timer = None
+        if not self._pending or self._closed_error or self._timeout_s is None:
+            return
+        wait_s = self._pending[0].wait_s
+        if wait_s is None:
+            return
+        # Replies that arrived meanwhile moved the deadline: look again then.
+        late_s = self._loop.time() - (self._progress_at + self._timeout_s + wait_s)
+        if late_s < -0.001:
+            self._arm()
+            return
+        address = self.settings.address
+        self._fail(
+            ReplyTimeoutError(
+                f"no reply from {address} within socket_timeout_s="
+                f"{self._timeout_s:g}; connection closed"
+            )
+        )
+
     def _fail(self, error: Exception) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._closed_error is None:
             self._closed_error = error
         while self._pending:

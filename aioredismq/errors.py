@@ -6,7 +6,8 @@
     │   └── DriverConfigError     a driver YAML file
     ├── RedisError                the server or the way to it
     │   ├── RedisConnectionError  cannot reach or lost the server (retriable)
-    │   │   └── ServerUnavailableError  nothing answers at the address given
+    │   │   ├── ServerUnavailableError  nothing answers at the address given
+    │   │   └── ReplyTimeoutError  no reply within socket_timeout_s
     │   ├── ReplyError            the server answered a command with an error
     │   │   ├── NoGroupError      the stream or its consumer group is gone
     │   │   ├── BusyGroupError    the consumer group already exists
@@ -37,6 +38,7 @@ __all__ = [
     "RedisConnectionError",
     "RedisError",
     "ReplyError",
+    "ReplyTimeoutError",
     "ServerUnavailableError",
     "WorkerError",
     "WorkloadError",
@@ -112,6 +114,16 @@ class ServerUnavailableError(RedisConnectionError):
 
     def __reduce__(self) -> tuple[type, tuple[object, ...]]:
         return type(self), (self.address, self.reason)
+
+
+class ReplyTimeoutError(RedisConnectionError):
+    """A reply did not come within the connection's `socket_timeout_s`.
+
+    Blocking reads are allowed their block time on top, so this means a
+    server or network that stopped answering, not an idle stream. The
+    connection is closed: replies still on their way could no longer be told
+    apart. Trying again, on a new connection, may work.
+    """
 
 
 class ReplyError(RedisError):
