@@ -98,7 +98,7 @@ class RunProgress:
     phase_started_s: float | None = None
     finished_s: float | None = None
     latest: PeriodSummary | None = None
-    #: Timed phases begun so far (the current one included).
+    #: Timed phases begun or passed so far (the current one included).
     begun: frozenset[str] = frozenset()
 
     @property
@@ -117,7 +117,10 @@ class RunProgress:
         self.phase_started_s = now
         self.phase = phase
         if phase in self.planned_s:
-            self.begun = self.begun | {phase}
+            # Timed phases come in order: those before this one are over,
+            # even one the run left out.
+            order = list(self.planned_s)
+            self.begun = self.begun | set(order[: order.index(phase) + 1])
 
     def record(self, summary: PeriodSummary) -> None:
         self.latest = summary
