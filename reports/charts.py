@@ -53,8 +53,7 @@ RUN_COLOURS = (
     "#17becf",
 )
 
-# Marker shapes differ too, so runs with equal values (two flat zero lines
-# of error rates) stay distinguishable where they overlap.
+# Marker shapes differ too, for runs whose lines cross or coincide.
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
 
 #: The quantile axis ends at 99.999 %: five nines.
@@ -137,14 +136,16 @@ def _plot(axes: Axes, line: Series, markers: bool = True) -> None:
     label = line.label if line.has_data else f"{line.label} (no data)"
     ys = [y if math.isfinite(y) else math.nan for y in line.ys]
     marker = _MARKERS[line.index % len(_MARKERS)] if markers else None
+    # Each later run is drawn thinner, so where runs have equal values (two
+    # flat zero lines of error rates) every one still shows round the next.
     axes.plot(
         line.xs,
         ys,
         color=colour,
         label=label,
-        linewidth=1.6,
+        linewidth=max(2.6 - 0.6 * line.index, 1.0),
         marker=marker,
-        markersize=4,
+        markersize=max(7.0 - 1.5 * line.index, 3.0),
     )
 
 

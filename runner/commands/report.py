@@ -55,11 +55,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    runs = load_runs(args.results)  # every file is read before anything is written
+
     # Imported here: matplotlib takes a moment to load, which no other
-    # subcommand should pay.
+    # subcommand, and no bad file name, should have to wait for.
     from reports.report import write_report
 
-    runs = load_runs(args.results)  # every file is read before anything is written
     index, report = write_report(runs, Path(args.output))
     if args.json:
         print(json.dumps(report.summary(index), indent=2, allow_nan=False))
