@@ -198,10 +198,11 @@ def max_sustainable_rate(sidecar: Mapping[str, Any] | None) -> list[float] | Non
     # Known shortcoming: `atSeconds` counts from the start of the warm-up,
     # and the measured phase is taken to begin `warmupDurationSeconds`
     # later. On a loaded machine the warm-up's closing reads can take
-    # seconds more, so a rate chosen in that gap is counted as held in the
-    # measured phase although it was chosen just before. With a 3 s control
-    # period that shifts at most one or two of the rates; a sidecar field
-    # giving the measured phase's start on the same clock would fix it.
+    # seconds more; every rate chosen in that gap then counts, where only
+    # the last of them was in force when measuring began. Each extra rate
+    # is one 3 s control period's choice, a small share of a minutes-long
+    # run; a sidecar field giving the measured phase's start on the
+    # controller's clock would fix it.
     before = [rate for at_s, rate in points if at_s <= warmup_s]
     held = before[-1:] + [rate for at_s, rate in points if at_s > warmup_s]
     return held or None
@@ -466,6 +467,10 @@ def _number(value: float | None) -> str:
     return f"{value:.3g}"
 
 
+def _with_unit(value: float | None, unit: str) -> str:
+    return "n/a" if value is None else f"{_number(value)} {unit}"
+
+
 def _change(pct: float | None) -> str:
     if pct is None:
         return "n/a"
@@ -490,8 +495,8 @@ def markdown_table(comparison: Comparison) -> str:
     for row in comparison.rows:
         unit = row.spec.unit
         lines.append(
-            f"| {row.spec.name} | {_number(row.baseline.value)} {unit} "
-            f"| {_number(row.candidate.value)} {unit} "
+            f"| {row.spec.name} | {_with_unit(row.baseline.value, unit)} "
+            f"| {_with_unit(row.candidate.value, unit)} "
             f"| {_change(row.change_pct)} | {row.threshold_pct:g} % "
             f"| {row.verdict} |"
         )
@@ -583,7 +588,7 @@ def github_benchmark_entries(
         if bounds is not None:
             entry["range"] = f"± {_number((bounds[1] - bounds[0]) / 2)}"
         entry["extra"] = (
-            f"baseline {_number(row.baseline.value)} {unit} "
+            f"baseline {_with_unit(row.baseline.value, unit)} "
             f"({_runs(comparison.baseline)}), candidate "
             f"{_runs(comparison.candidate)}, change {_change(row.change_pct)}, "
             f"threshold {row.threshold_pct:g} %, {row.verdict}"
