@@ -87,6 +87,7 @@ GITHUB_SMALLER_FILE: Final = "smaller-is-better.json"
 GITHUB_BIGGER_FILE: Final = "bigger-is-better.json"
 
 MAX_RATE: Final = "maxSustainableRate"
+_PCT_TOLERANCE: Final = 1e-9
 _AGGREGATED: Final = "aggregated_"
 
 
@@ -393,7 +394,9 @@ class MetricRow:
         cand = self.candidate.value
         if change is None or cand is None:
             return NOT_AVAILABLE
-        if abs(change) <= self.threshold_pct:
+        # Equal counts as within, also when float rounding puts a 10 % step
+        # at 10.000000000000009 %.
+        if abs(change) <= self.threshold_pct + _PCT_TOLERANCE:
             return OK
         went_up = change > 0
         worse = went_up != self.spec.bigger_is_better

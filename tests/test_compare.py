@@ -190,6 +190,20 @@ def test_latency_rise_of_20_percent(
 
 
 @pytest.mark.parametrize(
+    ("factor", "verdict", "change"),
+    [(1.1, "ok", "+10.0 %"), (1.101, "regressed", "+10.1 %"), (0.9, "ok", "-10.0 %")],
+)
+def test_change_equal_to_the_threshold_is_within(
+    bench: Bench, tmp_path: Path, factor: float, verdict: str, change: str
+) -> None:
+    # 0.5 ms to 0.55 ms is 10.000000000000009 % in floating point.
+    base, cand = _pair(tmp_path, _result(), _result({"publishLatency50pct": factor}))
+    code, out, _ = bench("compare", base, "--candidate", cand)
+    assert code == (1 if verdict == "regressed" else 0)
+    assert _row(out, "publishLatency50pct")[3:] == [change, "10 %", verdict]
+
+
+@pytest.mark.parametrize(
     ("factor", "status", "verdict", "change"),
     [(0.9, 1, "regressed", "-10.0 %"), (1.1, 0, "improved", "+10.0 %")],
 )
