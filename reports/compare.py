@@ -20,9 +20,10 @@ per side even out a noisy machine). For every metric compared:
 * **Spread.** The range, lowest to highest, of the baseline's per-period
   values of the same metric, pooled over all baseline runs (for
   `publishLatency99pct` the `publishLatency99pct` series; for a rate its
-  period rates; for `maxSustainableRate` the rates held). A run's aggregate
-  always lies within its own periods' range, so this is how far the
-  baseline moved on its own.
+  period rates; for `maxSustainableRate` the rates held). A run's own
+  value lies within that range (a percentile of the whole run lies between
+  its periods' percentiles), so the range is how far the baseline moved on
+  its own.
 * **Verdict.** `ok` when the change is within the metric's threshold
   (equal to it counts as within). Past the threshold, the change is real
   only when the candidate's value also lies outside the baseline's spread
