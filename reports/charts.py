@@ -59,7 +59,8 @@ _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
 #: The quantile axis ends at 99.999 %: five nines.
 MAX_NINES = 5
 
-_WIDTH_IN, _HEIGHT_IN, _DPI = 6.4, 3.8, 100
+_WIDTH_IN, _HEIGHT_IN, _DPI = 6.4, 3.6, 100
+_LEGEND_ROW_IN = 0.22
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +95,7 @@ def time_series_chart(
     axes.set_ylabel(y_label)
     axes.set_xlim(left=0)
     _y_from_zero(axes, series)
-    return _png(figure, axes, series)
+    return _png(figure, series)
 
 
 def quantile_series(label: str, index: int, points: Mapping[float, float]) -> Series:
@@ -118,11 +119,11 @@ def quantile_chart(title: str, y_label: str, series: Sequence[Series]) -> bytes 
     labels = [_percent_label(100.0 - 100.0 / 10.0**x) for x in ticks]
     axes.set_xticks(list(ticks), labels=labels)
     _y_from_zero(axes, series)
-    return _png(figure, axes, series)
+    return _png(figure, series)
 
 
 def _figure(title: str) -> tuple[Figure, Axes]:
-    figure = Figure(figsize=(_WIDTH_IN, _HEIGHT_IN), dpi=_DPI)
+    figure = Figure(figsize=(_WIDTH_IN, _HEIGHT_IN), dpi=_DPI, layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     axes.set_title(title)
@@ -160,19 +161,19 @@ def _y_from_zero(axes: Axes, series: Sequence[Series]) -> None:
     axes.set_ylim(bottom - 0.02 * (top - bottom), top)
 
 
-def _png(figure: Figure, axes: Axes, series: Sequence[Series]) -> bytes:
-    # The legend sits under the plot: run labels are long and would cover
-    # the lines inside it.
+def _png(figure: Figure, series: Sequence[Series]) -> bytes:
+    # The legend sits under the plot (run labels are long and would cover
+    # the lines), and the figure grows by its rows, so the plots of one
+    # workload, which all have the same legend, come out the same size.
     columns = 1 if max(len(line.label) for line in series) > 40 else 2
-    axes.legend(
-        loc="upper center",
-        bbox_to_anchor=(0.5, -0.2),
-        ncol=min(columns, len(series)),
-        fontsize="small",
-        frameon=False,
+    columns = min(columns, len(series))
+    rows = math.ceil(len(series) / columns)
+    figure.set_figheight(_HEIGHT_IN + _LEGEND_ROW_IN * rows)
+    figure.legend(
+        loc="outside lower center", ncol=columns, fontsize="small", frameon=False
     )
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", bbox_inches="tight")
+    figure.savefig(buffer, format="png")
     return buffer.getvalue()
 
 
