@@ -227,7 +227,7 @@ def render_board(board: ProgressBoard) -> RenderableType:
         lines.append(_line(f"  ... {len(finished) - SHOWN_FINISHED} more done"))
     lines += [_finished_line(run, width) for run in finished[-SHOWN_FINISHED:]]
     for run in running:
-        lines += list(_running_lines(run, width))
+        lines += list(_running_lines(run))
     for run in waiting[:SHOWN_WAITING]:
         line = f"  {WAITING:<7} {run.label:<{width}}"
         planned = run.remaining_s()
@@ -240,9 +240,9 @@ def render_board(board: ProgressBoard) -> RenderableType:
 
 
 def _left_text(remaining_s: float | None) -> str:
-    """ ", at least m:ss left"; nothing when unknown or when only untimed
-    phases are left (set-up and drain phases are not counted, hence "at
-    least")."""
+    """The ", at least m:ss left" of a line; nothing when unknown or when
+    only untimed phases are left (set-up and drain phases are not counted,
+    hence "at least")."""
     if remaining_s is None or remaining_s <= 0:
         return ""
     return f", at least {clock_text(remaining_s, round_up=True)} left"
@@ -262,16 +262,15 @@ def _finished_line(run: RunProgress, width: int) -> Text:
     return line
 
 
-def _running_lines(run: RunProgress, width: int) -> Iterator[RenderableType]:
-    grid = Table.grid(padding=(0, 1))
-    grid.add_column(no_wrap=True)
-    grid.add_column(no_wrap=True, style="bold cyan")
-    grid.add_column(no_wrap=True)
-    grid.add_column(no_wrap=True)
+def _running_lines(run: RunProgress) -> Iterator[RenderableType]:
+    """The label; the phase with its bar and times; the run's times; the
+    latest figures. Each on its own line, so that 80 columns hold them."""
+    yield _line(f"> {run.label}", "bold")
+    indent = " " * 4
     planned = run.phase_planned_s()
     phase_elapsed = run.phase_elapsed_s()
     if planned is not None:
-        bar: RenderableType = ProgressBar(
+        bar: RenderableType | None = ProgressBar(
             total=planned, completed=min(phase_elapsed, planned), width=BAR_WIDTH
         )
         times = (
@@ -284,12 +283,17 @@ def _running_lines(run: RunProgress, width: int) -> Iterator[RenderableType]:
         bar = ProgressBar(total=None, width=BAR_WIDTH)
         times = clock_text(phase_elapsed)
     else:
-        bar = Text(" " * BAR_WIDTH)
+        bar = None
         times = clock_text(phase_elapsed)
-    grid.add_row(f"> {run.label:<{width}}", run.phase, bar, times)
+    grid = Table.grid(padding=(0, 1))
+    cells: list[RenderableType] = [indent[:-1], Text(run.phase, style="bold cyan")]
+    cells += [bar] if bar is not None else []
+    cells.append(times)
+    for _ in cells:
+        grid.add_column(no_wrap=True)
+    grid.add_row(*cells)
     yield grid
 
-    indent = " " * 4
     summary = f"{indent}run {clock_text(run.elapsed_s())} elapsed"
     yield _line(summary + _left_text(run.remaining_s()))
     if run.latest is not None:
