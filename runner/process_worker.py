@@ -1,8 +1,11 @@
 """A worker in its own process, driven through a pipe.
 
 The child runs a `LocalWorker` on its own event loop (uvloop when
-installed). Each call the coordinator makes is sent as `(method, args)`
-and answered with `("ok", value)` or `("error", exception)`. If the
+installed). Each call the coordinator makes is sent as `(seq, method, args)`
+and answered with `(seq, "ok", value)` or `(seq, "error", exception)`. The
+sequence number lets a call that was cancelled while waiting (a rate
+controller stopped mid-adjustment, say) leave its late reply behind: the next
+call recognises it and drops it instead of taking it for its own. If the
 coordinator goes away the pipe closes and the child stops its load and exits,
 so no worker outlives a run.
 """
@@ -60,7 +63,7 @@ async def _serve(conn: multiprocessing.connection.Connection, worker_id: str) ->
 
     worker = LocalWorker(worker_id)
     loop = asyncio.get_running_loop()
-    requests: asyncio.Queue[tuple[str, tuple[Any, ...]] | None] = asyncio.Queue()
+    requests: asyncio.Queue[tuple[int, str, tuple[Any, ...]] | None] = asyncio.Queue()
 
     def read_requests() -> None:
         # A thread with plain blocking reads: the event loop would make the
@@ -72,20 +75,20 @@ async def _serve(conn: multiprocessing.connection.Connection, worker_id: str) ->
             except (EOFError, OSError):
                 request = None
             loop.call_soon_threadsafe(requests.put_nowait, request)
-            if request is None or request[0] == "close":
+            if request is None or request[1] == "close":
                 return
 
     reader = threading.Thread(target=read_requests, name="requests", daemon=True)
     reader.start()
     try:
         while (request := await requests.get()) is not None:
-            method, args = request
+            seq, method, args = request
             try:
                 value = await getattr(worker, method)(*args)
             except Exception as err:
-                reply: tuple[str, Any] = ("error", _portable(err))
+                reply: tuple[int, str, Any] = (seq, "error", _portable(err))
             else:
-                reply = ("ok", value)
+                reply = (seq, "ok", value)
             try:
                 _send_reply(conn, method, reply)
             except (BrokenPipeError, OSError):
@@ -97,13 +100,15 @@ async def _serve(conn: multiprocessing.connection.Connection, worker_id: str) ->
 
 
 def _send_reply(
-    conn: multiprocessing.connection.Connection, method: str, reply: tuple[str, Any]
+    conn: multiprocessing.connection.Connection,
+    method: str,
+    reply: tuple[int, str, Any],
 ) -> None:
     try:
         data = pickle.dumps(reply)
     except Exception as err:  # noqa: BLE001 - any pickling failure is a bug here
         failure = WorkerError(f"{method} returned something that cannot be sent: {err}")
-        data = pickle.dumps(("error", failure))
+        data = pickle.dumps((reply[0], "error", failure))
     conn.send_bytes(data)
 
 
@@ -130,7 +135,7 @@ class ProcessWorker(Worker):
         self._process.start()
         child_conn.close()
         self._lock = asyncio.Lock()
-        self._out_of_step = False
+        self._last_seq = 0
 
     @property
     def id(self) -> str:
@@ -138,24 +143,22 @@ class ProcessWorker(Worker):
 
     async def _call(self, method: str, *args: Any) -> Any:
         loop = asyncio.get_running_loop()
-        if self._out_of_step:
-            raise WorkerError(
-                f"worker {self._id} cannot be used after an interrupted call"
-            )
         async with self._lock:
+            self._last_seq += 1
+            seq = self._last_seq
+            deadline_s = loop.time() + CALL_TIMEOUT_S
             try:
-                self._conn.send((method, args))
-                ready = await loop.run_in_executor(
-                    None, self._conn.poll, CALL_TIMEOUT_S
-                )
-                if not ready:
-                    raise WorkerError(f"worker {self._id} did not answer {method}")
-                status, value = self._conn.recv()
-            except asyncio.CancelledError:
-                # The reply to this call may still arrive and would be taken
-                # for the next call's; refuse further calls instead.
-                self._out_of_step = True
-                raise
+                self._conn.send((seq, method, args))
+                while True:
+                    wait_s = max(0.0, deadline_s - loop.time())
+                    ready = await loop.run_in_executor(None, self._conn.poll, wait_s)
+                    if not ready:
+                        raise WorkerError(f"worker {self._id} did not answer {method}")
+                    reply_seq, status, value = self._conn.recv()
+                    if reply_seq == seq:
+                        break
+                    # The reply to an earlier call that was cancelled.
+                    logger.debug("%s: dropped a late reply (%d)", self._id, reply_seq)
             except (EOFError, OSError, BrokenPipeError) as err:
                 code = self._process.exitcode
                 raise WorkerError(

@@ -18,7 +18,14 @@ from runner import histograms
 from runner.benchmark import RunSettings, run_workload
 from runner.ensemble import WorkerEnsemble, producer_worker_count
 from runner.local_worker import LocalWorker, _Schedule
-from runner.protocol import DriverSpec, ProducerWorkAssignment, TopicSubscription
+from runner.process_worker import ProcessWorker
+from runner.protocol import (
+    CountersStats,
+    DriverSpec,
+    PeriodStats,
+    ProducerWorkAssignment,
+    TopicSubscription,
+)
 from runner.workload import KeyDistributorType, Workload, load_workload
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -257,3 +264,23 @@ async def test_a_drain_that_cannot_finish_ends_the_run() -> None:
     assert outcome.backlog["drainComplete"] is False
     left = outcome.backlog["drainLeftMessages"]
     assert isinstance(left, int) and left > 1000
+
+
+async def test_a_worker_process_answers_after_a_cancelled_call() -> None:
+    worker = ProcessWorker("w-cancel")
+    try:
+        await worker.initialize_driver(MEMORY)
+        await worker.create_topics(1, 1)
+        # Cancelled after the request went out: its reply still arrives, and
+        # must not be taken for the answer to the next call.
+        interrupted = asyncio.create_task(worker.get_counters_stats())
+        await asyncio.sleep(0)
+        interrupted.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await interrupted
+        period = await worker.get_period_stats()
+        counters = await worker.get_counters_stats()
+    finally:
+        await worker.close()
+    assert isinstance(period, PeriodStats)
+    assert isinstance(counters, CountersStats)
