@@ -569,38 +569,47 @@ def render_html(report: Report) -> str:
 def write_report(runs: Sequence[ResultRun], out_dir: Path) -> tuple[Path, Report]:
     """Build the report of `runs` and write it into `out_dir`.
 
-    Returns the path of the page and the report. A folder that cannot be
-    made or written raises ConfigError; whatever this call wrote before the
-    failure is removed again.
+    Returns the path of the page and the report. The folder is made before
+    any chart is drawn, so a folder that cannot be made fails at once; that
+    and a folder that cannot be written raise ConfigError. Whatever this
+    call made or wrote before a failure is removed again.
     """
-    report = build_report(runs)
-    files = report.chart_files
-    files[INDEX_NAME] = render_html(report).encode("utf-8")
-    _write_files(out_dir, files)
-    return out_dir / INDEX_NAME, report
-
-
-def _write_files(out_dir: Path, files: Mapping[str, bytes]) -> None:
-    expected = "expected a folder the report can be written to"
-    made = [p for p in (out_dir, *out_dir.parents) if not p.exists()]
+    made = _make_folder(out_dir)
     written: list[Path] = []
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        report = build_report(runs)
+        files = report.chart_files
+        files[INDEX_NAME] = render_html(report).encode("utf-8")
         for name, content in files.items():
             path = out_dir / name
             path.write_bytes(content)
             written.append(path)
-    except FileExistsError as err:
-        raise ConfigError(
-            "--output", None, str(out_dir), f"it is a file, not a folder; {expected}"
-        ) from err
-    except OSError as err:
+    except BaseException as err:
         for path in written:
             path.unlink(missing_ok=True)
-        for folder in made:  # deepest first; only what this call made
+        for folder in made:  # deepest first
             with contextlib.suppress(OSError):
                 folder.rmdir()
-        reason = err.strerror or type(err).__name__
-        raise ConfigError(
-            "--output", None, str(out_dir), f"cannot write there ({reason}); {expected}"
-        ) from err
+        if isinstance(err, OSError):
+            raise _output_error(out_dir, err) from err
+        raise
+    return out_dir / INDEX_NAME, report
+
+
+def _make_folder(out_dir: Path) -> list[Path]:
+    """Make `out_dir`; return the folders this made, deepest first."""
+    made = [p for p in (out_dir, *out_dir.parents) if not p.exists()]
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise _output_error(out_dir, err) from err
+    return made
+
+
+def _output_error(out_dir: Path, err: OSError) -> ConfigError:
+    expected = "expected a folder the report can be written to"
+    if isinstance(err, FileExistsError):
+        reason = "it is a file, not a folder"
+    else:
+        reason = f"cannot write there ({err.strerror or type(err).__name__})"
+    return ConfigError("--output", None, str(out_dir), f"{reason}; {expected}")
