@@ -31,6 +31,7 @@ import pytest
 from rich.console import Console
 from test_bad_input import MARKER_VARIABLE, wait_for_no_leftovers
 
+from aioredismq.connection import ConnectionSettings
 from runner.benchmark import MEASURING, WARMING_UP, PeriodSummary, planned_durations
 from runner.progress import (
     FAILED,
@@ -404,15 +405,26 @@ def not_logged(lines: list[str]) -> list[str]:
     return [line for line in lines if line.strip() and not TIMESTAMP.match(line)]
 
 
+def driver_file(path: Path, name: str, host: str, port: int) -> Path:
+    path.write_text(
+        f"name: {name}\n"
+        "driverClass: driver.redis_streams.RedisStreamsDriver\n"
+        f"redisHost: {host}\nredisPort: {port}\n"
+    )
+    return path
+
+
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Finished]:
+def runs(
+    tmp_path_factory: pytest.TempPathFactory, redis_url: str
+) -> dict[str, Finished]:
     """Every real run, started together: most of each is waiting."""
     tmp = tmp_path_factory.mktemp("progress")
-    nowhere = tmp / "nowhere.yaml"
-    nowhere.write_text(
-        "name: Nowhere\n"
-        "driverClass: driver.redis_streams.RedisStreamsDriver\n"
-        f"redisHost: 127.0.0.1\nredisPort: {free_port()}\n"
+    nowhere = driver_file(tmp / "nowhere.yaml", "Nowhere", "127.0.0.1", free_port())
+    server = ConnectionSettings.from_url(redis_url)
+    drivers = ",".join(
+        str(driver_file(tmp / f"{name}.yaml", name, server.host, server.port))
+        for name in ("First", "Second")
     )
 
     def start(
@@ -430,7 +442,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Finished]:
         return dataclasses.replace(done, result_written=result.exists())
 
     long_run = ["--test-duration", "60s", "--warmup-duration", "0", "--period", "1s"]
-    with ThreadPoolExecutor(max_workers=5) as pool:
+    brief_run = ["--test-duration", "1s", "--warmup-duration", "0", "--period", "1s"]
+    with ThreadPoolExecutor(max_workers=6) as pool:
         futures = {
             "piped": pool.submit(start, "piped", *SHORT_RUN, terminal=False),
             "terminal": pool.submit(start, "terminal", *SHORT_RUN),
@@ -441,6 +454,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Finished]:
                 start, "unreachable", "-d", str(nowhere), *SHORT_RUN
             ),
             "interrupted": pool.submit(start, "interrupted", *long_run, interrupt=True),
+            "two_drivers": pool.submit(start, "two_drivers", "-d", drivers, *brief_run),
         }
         return {name: future.result() for name, future in futures.items()}
 
@@ -535,3 +549,21 @@ def test_ctrl_c_removes_the_display_and_leaves_nothing(
     assert not_logged(final_screen(done.output)) == ["bench run: interrupted"]
     assert done.leftovers == ()
     assert not done.result_written
+
+
+def test_each_run_gets_its_own_lines(runs: dict[str, Finished]) -> None:
+    done = runs["two_drivers"]
+    assert done.returncode == 0, done.output
+    frames = SGR.sub("", done.output)
+    # While the first runs, the second waits below it.
+    assert re.search(
+        r"> smoke on First\s+measuring .*\n(.*\n){1,2}  waiting smoke on Second ",
+        frames,
+    )
+    assert re.search(r"  done    smoke on First .*\n> smoke on Second\s", frames)
+    frame = not_logged(final_screen(done.output))
+    assert frame[0].startswith("bench run: 2 of 2 runs done, ")
+    assert [line.split()[:4] for line in frame[1:]] == [
+        ["done", "smoke", "on", "First"],
+        ["done", "smoke", "on", "Second"],
+    ]
