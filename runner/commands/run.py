@@ -160,8 +160,8 @@ def main(args: argparse.Namespace) -> int:
         names = [default_spec.name]
     board = _progress_board(workloads, names)
     show_progress = sys.stderr.isatty() and not args.no_progress
-    # The display ends after everything it shows: the server and the workers
-    # inherit the standard error it catches.
+    # The display outlasts the server and the workers: they inherit the
+    # standard error it catches, and their last lines are to show above it.
     with LiveDisplay(board) if show_progress else contextlib.nullcontext():
         server: EmbeddedServer | None = None
         try:
@@ -272,13 +272,12 @@ async def _run_all(
         )
     worker = _start_workers(args.workers)
     failures = 0
-    runs = iter(board.runs)
+    # The board lists the runs in this same order.
+    pairs = [(workload, spec) for workload in workloads for spec in specs]
     try:
-        for workload in workloads:
-            for spec in specs:
-                progress = next(runs)
-                if not await _run_one(worker, workload, spec, settings, args, progress):
-                    failures += 1
+        for (workload, spec), progress in zip(pairs, board.runs, strict=True):
+            if not await _run_one(worker, workload, spec, settings, args, progress):
+                failures += 1
     finally:
         await worker.close()
     return 1 if failures else 0
