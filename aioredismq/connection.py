@@ -60,8 +60,8 @@ DEFAULT_PORT = 6379
 
 Parser = Literal["hiredis", "python"]
 PARSERS: tuple[Parser, ...] = ("hiredis", "python")
-#: Query parameters `from_url` reads (redis-py's names, in seconds).
-URL_OPTIONS = ("socket_timeout",)
+#: Query parameters `from_url` reads (redis-py's names; timeouts in seconds).
+URL_OPTIONS = ("socket_timeout", "client_name")
 
 
 class _ErrorReply(Exception):
@@ -76,7 +76,8 @@ class ConnectionSettings:
     the default: wait for ever, as redis-py does). Blocking reads get their
     block time on top, so they never time out early. `parser`: "hiredis"
     (the C reader; the pure-Python one is used anyway when hiredis is not
-    installed) or "python".
+    installed) or "python". `client_name`: set on every connection (CLIENT
+    SETNAME), so `CLIENT LIST` tells which service a connection belongs to.
     """
 
     host: str = "127.0.0.1"
@@ -88,6 +89,7 @@ class ConnectionSettings:
     connect_timeout_s: float = 5.0
     socket_timeout_s: float | None = None
     parser: Parser = "hiredis"
+    client_name: str | None = None
 
     def __post_init__(self) -> None:
         timeout_s = self.socket_timeout_s
@@ -99,11 +101,16 @@ class ConnectionSettings:
         if self.parser not in PARSERS:
             allowed = f"expected one of {', '.join(PARSERS)}"
             raise ConfigError("connection", "parser", self.parser, allowed)
+        name = self.client_name
+        if name is not None and not (name.isprintable() and " " not in name):
+            allowed = "expected printable characters and no spaces"
+            raise ConfigError("connection", "client_name", name, allowed)
 
     @classmethod
     def from_url(cls, url: str, **overrides: Any) -> ConnectionSettings:
-        """Parse `redis://[user[:password]@]host[:port][/db][?socket_timeout=s]`
-        (or `rediss://`); keyword overrides win over the URL."""
+        """Parse `redis://[user[:password]@]host[:port][/db][?options]` (or
+        `rediss://`); options are `socket_timeout` (seconds) and `client_name`.
+        Keyword overrides win over the URL."""
         parts = urlsplit(url)
         if parts.scheme not in ("redis", "rediss"):
             allowed = "expected redis://host:port or rediss://host:port"
@@ -135,6 +142,7 @@ class ConnectionSettings:
             db=int(db_text),
             tls=parts.scheme == "rediss",
             socket_timeout_s=timeout_s,
+            client_name=query.get("client_name"),
         )
         return replace(settings, **overrides) if overrides else settings
 
@@ -288,6 +296,10 @@ class Connection(asyncio.Protocol):
                 commands.append(encode_command("AUTH", self.settings.password))
         if self.settings.db:
             commands.append(encode_command("SELECT", self.settings.db))
+        if self.settings.client_name is not None:
+            commands.append(
+                encode_command("CLIENT", "SETNAME", self.settings.client_name)
+            )
         if commands:
             for reply in await self.request(b"".join(commands), len(commands)):
                 raise_for_reply(reply)
