@@ -533,8 +533,8 @@ def test_user_error_removes_the_display(runs: dict[str, Finished]) -> None:
     assert "bench run: 0 of 1 run done" in SGR.sub("", done.output)
     # ... and only the error line is left of what is not the log.
     (line,) = not_logged(final_screen(done.output))
-    assert line.startswith("bench run: error: ")
-    assert "Nowhere" in line or "127.0.0.1" in line
+    assert line.startswith("bench run: error: cannot reach a Redis server at ")
+    assert "nowhere.yaml" in line
     assert not done.result_written
     assert done.leftovers == ()
 
