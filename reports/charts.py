@@ -134,7 +134,11 @@ def _figure(title: str) -> tuple[Figure, Axes]:
 
 def _plot(axes: Axes, line: Series, markers: bool = True) -> None:
     colour = RUN_COLOURS[line.index % len(RUN_COLOURS)]
-    label = line.label if line.has_data else f"{line.label} (no data)"
+    # Labels are user text: a `$` would start matplotlib's math notation,
+    # which garbles the label or fails to parse.
+    label = line.label.replace("$", r"\$")
+    if not line.has_data:
+        label += " (no data)"
     ys = [y if math.isfinite(y) else math.nan for y in line.ys]
     marker = _MARKERS[line.index % len(_MARKERS)] if markers else None
     # Each later run is drawn thinner, so where runs have equal values (two

@@ -176,24 +176,37 @@ def _field(attribute: str) -> Callable[[ResultRun], float | None]:
 
 def _latency(family: str, statistic: str) -> Callable[[ResultRun], float | None]:
     def value(run: ResultRun) -> float | None:
-        return _aggregated(run, family, statistic)
+        # An empty histogram gives OMB's zeros and an empty quantile map:
+        # that is "no data", not a latency of 0. A file from another writer
+        # may leave out the map but give the figures, which count as data.
+        result = run.result
+        figures = [getattr(result, f"aggregated_{family}_{s}") for s in _STATISTICS]
+        if not getattr(result, f"aggregated_{family}_quantiles") and not any(figures):
+            return None
+        return float(getattr(result, f"aggregated_{family}_{statistic}"))
 
     return value
 
 
-def _aggregated(run: ResultRun, family: str, statistic: str) -> float | None:
-    # An empty histogram gives OMB's zeros and an empty quantile map: that
-    # is "no data", not a latency of 0. A file written by other tools may
-    # leave out the map but give the figures, which then count as data.
-    result = run.result
-    figures = [getattr(result, f"aggregated_{family}_{s}") for s in _STATISTICS]
-    quantiles = getattr(result, f"aggregated_{family}_quantiles")
-    if not quantiles and not any(figures):
-        return None
-    return float(getattr(result, f"aggregated_{family}_{statistic}"))
+_STATISTICS: Final = (
+    "avg",
+    "50pct",
+    "75pct",
+    "95pct",
+    "99pct",
+    "999pct",
+    "9999pct",
+    "max",
+)
 
-
-_STATISTICS: Final = ("avg", "50pct", "75pct", "95pct", "99pct", "999pct", "max")
+# The workload's shape, as OMB's result gives it: (attribute, row name, unit).
+_SHAPE: Final = (
+    ("message_size_bytes", "Message size", "B"),
+    ("topics", "Topics", ""),
+    ("partitions", "Partitions per topic", ""),
+    ("producers_per_topic", "Producers per topic", ""),
+    ("consumers_per_topic", "Consumers per subscription", ""),
+)
 
 # (attribute prefix, row name, unit, decimals): OMB's units, publish delay
 # alone in µs (whole numbers); the ms figures are µs / 1000, so three
@@ -212,33 +225,9 @@ _SHOWN: Final = (
 
 
 def _summary_metrics() -> tuple[Metric, ...]:
-    metrics = [
-        Metric(
-            "message_size_bytes", "Message size", "B", _field("message_size_bytes"), 0
-        ),
-        Metric("topics", "Topics", "", _field("topics"), 0),
-        Metric("partitions", "Partitions per topic", "", _field("partitions"), 0),
-        Metric(
-            "producers_per_topic",
-            "Producers per topic",
-            "",
-            _field("producers_per_topic"),
-            0,
-        ),
-        Metric(
-            "consumers_per_topic",
-            "Consumers per subscription",
-            "",
-            _field("consumers_per_topic"),
-            0,
-        ),
-        Metric(
-            "periods",
-            "Periods measured",
-            "",
-            lambda run: len(run.result.publish_rate),
-            0,
-        ),
+    metrics = [Metric(key, name, unit, _field(key), 0) for key, name, unit in _SHAPE]
+    metrics += [
+        Metric("periods", "Periods measured", "", _period_count, 0),
         Metric("period_s", "Period", "s", period_s, 1),
         Metric(
             "publish_rate",
@@ -267,6 +256,10 @@ def _summary_metrics() -> tuple[Metric, ...]:
                 )
             )
     return tuple(metrics)
+
+
+def _period_count(run: ResultRun) -> float | None:
+    return len(run.result.publish_rate)
 
 
 #: The summary table's rows, in order.
@@ -428,7 +421,8 @@ def _labels(workload: str, runs: Sequence[ResultRun]) -> list[str]:
 
     Two runs started in the same second, or two OMB results of the same
     file name in different folders, would share a label; the later ones get
-    their file name added and, if that is not enough, a number.
+    their path added and, if that is not enough (a file given twice), a
+    number.
     """
     labels: list[str] = []
     for run in runs:

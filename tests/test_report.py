@@ -531,6 +531,20 @@ def test_workload_names_are_escaped(bench: Bench, tmp_path: Path) -> None:
     assert _section(_page(out / "index.html"), name) is not None
 
 
+def test_dollar_signs_in_labels_are_text(bench: Bench, tmp_path: Path) -> None:
+    # Unescaped, matplotlib would read `$...$` as math notation, and this
+    # one does not parse.
+    driver = "Redis $\\frac$ 5$"
+    result = _write(tmp_path / "r.json", _omb_result(driver=driver))
+    out = tmp_path / "out"
+    status, _, stderr = bench("report", str(result), "-o", str(out))
+    assert status == 0, stderr
+    section = _section(_page(out / "index.html"), _omb_result()["workload"])
+    assert _run_labels(section) == [f"{driver} (r.json)"]
+    image = _chart_png(_figure(section, "publish-rate"), out)
+    assert _pixels_of(image, RUN_COLOURS[0]) > 20
+
+
 # --------------------------------------------------------------------------
 # Bad input
 
