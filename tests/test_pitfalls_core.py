@@ -548,6 +548,8 @@ async def _b08_run(conn: Connection, redis_url: str, name: str, readers: int) ->
             acked_at = loop.time()
             await client.connection.execute("XACK", key, "h", entry_id)
             latencies_s += [acked_at - sent_at, loop.time() - acked_at]
+        # The readers kept their connections: none timed out and reconnected.
+        assert await blocked_named(conn, name, readers) == blocked
         await asyncio.gather(*(member.stop() for member in members))
     assert len(latencies_s) == 2 * 97
     assert percentile(latencies_s, 0.99) < 0.050
