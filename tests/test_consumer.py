@@ -1,17 +1,16 @@
-"""The consumer side of the core against a real server, pitfalls included."""
+"""The consumer side of the core against a real server (its pitfall cases
+are in test_pitfalls_core.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
 from aioredismq.client import Client, Consumer
-from aioredismq.connection import Connection, ConnectionSettings
-from aioredismq.consumer import AckMode, GroupConsumer, create_group
+from aioredismq.connection import Connection
+from aioredismq.consumer import AckMode
 from aioredismq.errors import ClosedError
 from aioredismq.keys import dead_letter_key
 from aioredismq.message import Message
@@ -144,131 +143,6 @@ async def test_restart_drains_own_history_first(client: Client) -> None:
     assert [m.payload for m in got] == [b"0", b"1", b"2", b"3"]
 
 
-async def test_pitfall_b03_trimmed_pending_entries_become_tombstones(
-    conn: Connection, settings: ConnectionSettings
-) -> None:
-    topic = Topic("b03", 1)
-    key = topic.stream_keys[0]
-    await conn.execute("XGROUP", "CREATE", key, "g", "$", "MKSTREAM")
-    await conn.execute("XADD", key, "1-0", "f", "v1")
-    await conn.execute("XREADGROUP", "GROUP", "g", "c", "STREAMS", key, ">")
-    await conn.execute("XADD", key, "MAXLEN", "1", "2-0", "f", "v2")
-    await conn.execute("XREADGROUP", "GROUP", "g", "c", "STREAMS", key, ">")
-    history = await conn.execute("XREADGROUP", "GROUP", "g", "c", "STREAMS", key, "0")
-    assert [entry[0] for entry in history[0][1]] == [b"1-0", b"2-0"]
-    assert history[0][1][0][1] is None
-
-    handled: list[list[bytes]] = []
-    consumer = GroupConsumer(
-        settings, topic, "g", "c",
-        lambda p, entries, d: handled.append([e[0] for e in entries]),
-        block_ms=20,
-    )  # fmt: skip
-    await consumer.start()
-    async with asyncio.timeout(5):
-        while consumer.stats.acked < 2:
-            await asyncio.sleep(0.02)
-    await consumer.stop()
-    assert handled == [[b"2-0"]]
-    assert consumer.stats.tombstones == 1
-    assert (await conn.execute("XPENDING", key, "g"))[0] == 0
-
-
-def _create_group_in_process(url: str, barrier_path: str) -> None:
-    async def main() -> None:
-        conn = await Connection.open(ConnectionSettings.from_url(url))
-        await create_group(conn, ["b04"], "g", "0")
-        await conn.close()
-
-    asyncio.run(main())
-
-
-async def test_pitfall_b04_many_processes_create_one_group(
-    conn: Connection, redis_url: str, settings: ConnectionSettings
-) -> None:
-    context = multiprocessing.get_context("spawn")
-    procs = [
-        context.Process(target=_create_group_in_process, args=(redis_url, ""))
-        for _ in range(8)
-    ]
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join(30)
-    assert [proc.exitcode for proc in procs] == [0] * 8
-    assert len(await conn.execute("XINFO", "GROUPS", "b04")) == 1
-
-    # The start id applies only on creation: "$" later moves nothing.
-    for i in range(100):
-        await conn.execute("XADD", "b04", "*", "n", i)
-    await conn.execute(
-        "XREADGROUP", "GROUP", "g", "c", "COUNT", "40", "STREAMS", "b04", ">"
-    )
-    await create_group(conn, ["b04"], "g", "$")
-    rest = await conn.execute("XREADGROUP", "GROUP", "g", "c", "STREAMS", "b04", ">")
-    assert len(rest[0][1]) == 60
-
-    await conn.execute("SET", "b04-string", "x")
-    with pytest.raises(Exception, match="WRONGTYPE"):
-        await create_group(conn, ["b04-string"], "g")
-
-
-async def test_pitfall_b05_deleted_stream_recreates_group(
-    conn: Connection, settings: ConnectionSettings
-) -> None:
-    topic = Topic("b05", 1)
-    got: list[bytes] = []
-    consumer = GroupConsumer(
-        settings, topic, "g", "c",
-        lambda p, entries, d: got.extend(e[1][1] for e in entries),
-        block_ms=200,
-    )  # fmt: skip
-    await consumer.start()
-    await asyncio.sleep(0.3)
-    await conn.execute("DEL", topic.stream_keys[0])
-    await asyncio.sleep(1.5)
-    # The group is back (recreated from the start of an empty stream) ...
-    groups = await conn.execute("XINFO", "GROUPS", topic.stream_keys[0])
-    assert len(groups) == 1
-    await conn.execute("XADD", topic.stream_keys[0], "*", "payload", "after")
-    async with asyncio.timeout(3):
-        while not got:
-            await asyncio.sleep(0.02)
-    await asyncio.sleep(0.3)
-    await consumer.stop()
-    assert got == [b"after"]  # ... and the new entry arrives exactly once
-
-
-async def test_pitfall_b09_blocking_read_without_socket_timeout(
-    conn: Connection, settings: ConnectionSettings
-) -> None:
-    topic = Topic("b09", 1)
-    reads: list[float] = []
-    consumer = GroupConsumer(
-        settings, topic, "g", "c", lambda p, e, d: None, block_ms=1500
-    )
-    await consumer.start()
-    started = time.monotonic()
-    await asyncio.sleep(0.2)
-    await conn.execute("XADD", topic.stream_keys[0], "*", "payload", "x")
-    async with asyncio.timeout(3):
-        while consumer.stats.delivered < 1:
-            await asyncio.sleep(0.01)
-    reads.append(time.monotonic() - started)
-    await consumer.stop()
-    assert reads[0] < 1.0  # woken by the entry, not by a timeout
-
-
-async def test_pitfall_b11_many_concurrent_calls_on_one_connection(
-    conn: Connection,
-) -> None:
-    sets = [conn.execute("SET", f"k{i}", i) for i in range(100)]
-    adds = [conn.execute("XADD", "b11", "*", "n", i) for i in range(100)]
-    results = await asyncio.gather(*sets, *adds)
-    assert results[:100] == [b"OK"] * 100
-    assert await conn.execute("XLEN", "b11") == 100
-
-
 async def test_subscriber_misses_nothing_between_reads(client: Client) -> None:
     topic = await client.create_topic("fan", 2)
     producer = client.producer(topic)
@@ -324,51 +198,6 @@ async def test_producer_and_consumer_survive_a_lost_connection(
     got = await collect(consumer, 1, timeout_s=10)
     await consumer.stop()
     assert [m.payload for m in got] == [b"after"]
-
-
-async def test_pitfall_b13_undecodable_text_is_dead_lettered(client: Client) -> None:
-    topic = await client.create_topic("b13", 1)
-    producer = client.producer(topic)
-    await producer.send(b"\xc3\x28")  # not UTF-8
-    await producer.send(b"fine")
-    texts: list[str] = []
-
-    async def as_text(message: Message) -> None:
-        texts.append(message.text())
-
-    await run_until_dead_lettered(client, topic, as_text, 1)
-    dead_key = dead_letter_key("b13", 0)
-    assert texts == ["fine"]
-    (entry,) = await client.connection.execute("XRANGE", dead_key, "-", "+")
-    assert entry[1][entry[1].index(b"payload") + 1] == b"\xc3\x28"
-    assert await client.pending(topic, "g") == [0]
-
-
-async def test_pitfall_b08_blocking_reads_never_hold_up_other_commands(
-    client: Client,
-) -> None:
-    topic = await client.create_topic("b08", 4)
-    # Four members blocking for 5 s at a time on an idle topic ...
-    idle = [client.consumer(topic, "g", f"idle-{i}", block_ms=5000) for i in range(4)]
-    for consumer in idle:
-        await consumer.start()
-    await asyncio.sleep(0.1)
-    # ... while another task adds and acks every 20 ms on the shared connection.
-    other = await client.create_topic("b08-busy", 1)
-    producer = client.producer(other)
-    await client.connection.execute(
-        "XGROUP", "CREATE", "{b08-busy:0}", "h", "$", "MKSTREAM"
-    )
-    latencies_s: list[float] = []
-    for _ in range(50):
-        started = time.monotonic()
-        entry_id = await producer.send(b"x")
-        await client.connection.execute("XACK", "{b08-busy:0}", "h", entry_id)
-        latencies_s.append(time.monotonic() - started)
-        await asyncio.sleep(0.02)
-    await asyncio.gather(*(consumer.stop() for consumer in idle))
-    latencies_s.sort()
-    assert latencies_s[int(len(latencies_s) * 0.99) - 1] < 0.05
 
 
 async def test_dead_letters_api_and_acks_after_stop(client: Client) -> None:
