@@ -132,7 +132,18 @@ class ProcessWorker(Worker):
             name=f"bench-{worker_id}",
             daemon=True,
         )
-        self._process.start()
+        # Ctrl-C reaches the whole process group, and a child that has not yet
+        # set its own handler would die in the middle of its imports with a
+        # traceback. A child started with SIGINT ignored keeps it ignored:
+        # Python installs its KeyboardInterrupt handler only over the default.
+        if threading.current_thread() is not threading.main_thread():
+            self._process.start()  # only the main thread may set handlers
+        else:
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                self._process.start()
+            finally:
+                signal.signal(signal.SIGINT, previous)
         child_conn.close()
         self._lock = asyncio.Lock()
         self._last_seq = 0
