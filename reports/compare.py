@@ -17,13 +17,14 @@ per side even out a noisy machine). For every metric compared:
 * **Change.** `(candidate - baseline) / baseline` in percent; higher rates
   and lower latencies are better, so a latency rise and a rate drop are
   the changes for the worse.
-* **Spread.** The range, lowest to highest, of the baseline's per-period
-  values of the same metric, pooled over all baseline runs (for
-  `publishLatency99pct` the `publishLatency99pct` series; for a rate its
-  period rates; for `maxSustainableRate` the rates held). A run's own
-  value lies within that range (a percentile of the whole run lies between
-  its periods' percentiles), so the range is how far the baseline moved on
-  its own.
+* **Spread.** The interquartile range (25th to 75th percentile) of the
+  baseline's per-period values of the same metric, pooled over all baseline
+  runs (for `publishLatency99pct` the `publishLatency99pct` series; for a
+  rate its period rates; for `maxSustainableRate` the rates held). It is
+  how far the baseline moved on its own in a typical period. The quartiles
+  rather than lowest to highest: one spiky period (a 90 ms p99 on a shared
+  runner) would otherwise widen the band so far that a doubled latency
+  still read as noise.
 * **Verdict.** `ok` when the change is within the metric's threshold
   (equal to it counts as within). Past the threshold, the change is real
   only when the candidate's value also lies outside the baseline's spread
@@ -82,7 +83,8 @@ OK, REGRESSED, IMPROVED, NOISE, NOT_AVAILABLE = (
 #: The one-sentence rule, repeated in the JSON output and the table's header.
 RULE: Final = (
     "a change counts only when it is past its threshold and the candidate's "
-    "value lies outside the range of the baseline's per-period values"
+    "value lies outside the interquartile range of the baseline's per-period "
+    "values"
 )
 
 #: github-action-benchmark reads one direction per file.
@@ -370,8 +372,12 @@ class SideFigures:
 
     @property
     def spread(self) -> tuple[float, float] | None:
+        """25th and 75th percentile of the periods; None without periods."""
         finite = [v for v in self.periods if math.isfinite(v)]
-        return (min(finite), max(finite)) if finite else None
+        if len(finite) < 2:
+            return (finite[0], finite[0]) if finite else None
+        low, _, high = statistics.quantiles(finite, n=4, method="inclusive")
+        return low, high
 
 
 @dataclass(frozen=True, slots=True)
@@ -551,8 +557,8 @@ def to_json(comparison: Comparison) -> dict[str, Any]:
                 "verdict": row.verdict,
                 "baselineRuns": row.baseline.runs,
                 "candidateRuns": row.candidate.runs,
-                "baselinePeriodRange": spread(row.baseline),
-                "candidatePeriodRange": spread(row.candidate),
+                "baselinePeriodQuartiles": spread(row.baseline),
+                "candidatePeriodQuartiles": spread(row.candidate),
             }
         )
     return {
@@ -571,8 +577,8 @@ def github_benchmark_entries(
     """github-action-benchmark's custom entries, by the file they go into.
 
     One entry per metric with a candidate value: `value` is the candidate's,
-    `range` half the width of the candidate's per-period spread, `extra`
-    the baseline, the change and the verdict. Names carry the workload so
+    `range` half the width of the candidate's per-period interquartile
+    range, `extra` the baseline, the change and the verdict. Names carry the workload so
     one benchmark page can track several workloads.
     """
     files: dict[str, list[dict[str, Any]]] = {

@@ -2,7 +2,8 @@
 
 Most tests write result files whose numbers are chosen here: every latency
 figure is a base value (table `BASE` below) times a factor, its per-period
-series the same value times `QUIET` (within 2 %) or `NOISY` (0.6x to 1.4x).
+series the same value times `QUIET` (within 2 %) or `NOISY` (0.6x to 1.3x;
+interquartile range 0.75x to 1.2625x).
 A change of a factor then moves both the aggregate and the periods. The
 last tests run the CI workflow's steps with real `bench run`s.
 """
@@ -34,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKFLOW = ROOT / "examples" / "ci" / "benchmark.yml"
 
 QUIET = (0.98, 1.0, 1.02, 1.0)
-NOISY = (0.6, 1.4, 0.9, 1.1)
+NOISY = (0.6, 1.3, 0.8, 1.25)
 RATE_PER_S = 2000.0
 
 #: Base value of each latency figure by (family, suffix), in OMB's units.
@@ -230,9 +231,9 @@ def test_latency_fall_is_an_improvement(bench: Bench, tmp_path: Path) -> None:
 def test_noisy_baseline_makes_a_change_noise(
     bench: Bench, tmp_path: Path, noisy: bool, verdict: str, status: int
 ) -> None:
-    # Noisy baseline periods of p99 span 1.2 to 2.8 ms: the candidate's
-    # 2.4 ms is 20 % up, past 10 %, but inside that range. Quiet ones span
-    # 1.96 to 2.04 ms, and the same change is real.
+    # Noisy baseline periods of p99 have quartiles 1.5 and 2.525 ms: the
+    # candidate's 2.4 ms is 20 % up, past 10 %, but inside that range. Quiet
+    # ones stay within 1.96 to 2.04 ms, and the same change is real.
     spread = ["publishLatency99pct"] if noisy else []
     base, cand = _pair(
         tmp_path,
@@ -263,7 +264,7 @@ def test_quiet_baseline_same_change_regresses(bench: Bench, tmp_path: Path) -> N
 def test_change_outside_a_noisy_spread_still_counts(
     bench: Bench, tmp_path: Path
 ) -> None:
-    # 1.5x is above the noisy baseline's highest period (1.4x).
+    # 1.5x is above the noisy baseline's highest period (1.3x).
     base, cand = _pair(
         tmp_path,
         _result(noisy=["endToEndLatency999pct"]),
@@ -272,6 +273,21 @@ def test_change_outside_a_noisy_spread_still_counts(
     code, out, _ = bench("compare", base, "--candidate", cand)
     assert code == 1
     assert _row(out, "endToEndLatency999pct")[3:] == ["+50.0 %", "25 %", "regressed"]
+
+
+def test_one_spiky_period_does_not_hide_a_regression(
+    bench: Bench, tmp_path: Path
+) -> None:
+    # One baseline period at 3x (a stall on a shared runner) reaches past the
+    # candidate's 1.5x, but the quartiles stay near 1x: still a regression.
+    base, cand = _pair(
+        tmp_path,
+        _result(periods=(1.0, 0.98, 1.02, 1.0, 0.99, 3.0)),
+        _result({"publishLatency99pct": 1.5}),
+    )
+    code, out, _ = bench("compare", base, "--candidate", cand)
+    assert code == 1
+    assert _row(out, "publishLatency99pct")[3:] == ["+50.0 %", "15 %", "regressed"]
 
 
 def test_other_aggregated_metric_gets_a_row(bench: Bench, tmp_path: Path) -> None:
@@ -326,8 +342,10 @@ def test_several_runs_per_side_use_medians(bench: Bench, tmp_path: Path) -> None
     assert row["baseline"] == pytest.approx(2.2)  # the mean would be 4.4
     assert row["candidate"] == pytest.approx(2.1)
     assert row["changePct"] == pytest.approx((2.1 - 2.2) / 2.2 * 100)
-    # Pooled spread of all three baseline runs' periods.
-    assert row["baselinePeriodRange"] == pytest.approx([2.0 * 0.98, 9.0 * 1.02])
+    # Quartiles of all three baseline runs' periods, pooled.
+    pooled = [value * q for value in (2.0, 2.2, 9.0) for q in QUIET]
+    low, _, high = statistics.quantiles(pooled, n=4, method="inclusive")
+    assert row["baselinePeriodQuartiles"] == pytest.approx([low, high])
     assert row["verdict"] == "ok" and code == 0
     assert "Baseline: 3 runs. Candidate: 3 runs." in out
     assert document["baseline"]["files"] == [str(p) for p in base]
@@ -342,7 +360,8 @@ def test_rate_of_a_run_is_the_mean_of_its_periods(bench: Bench, tmp_path: Path) 
     rows = {m["metric"]: m for m in json.loads(report.read_text())["metrics"]}
     assert rows["publishRate"]["baseline"] == statistics.fmean(periods)
     assert rows["consumeRate"]["candidate"] == statistics.fmean(periods)
-    assert rows["publishRate"]["baselinePeriodRange"] == [1000.0, 4000.0]
+    # Inclusive quartiles of 1000, 1000, 4000.
+    assert rows["publishRate"]["baselinePeriodQuartiles"] == [1000.0, 2500.0]
 
 
 # --------------------------------------------------------------------------
@@ -388,8 +407,9 @@ def test_json_and_github_benchmark_files(bench: Bench, tmp_path: Path) -> None:
     entry = by_name["compare test - endToEndLatency99pct"]
     assert entry["unit"] == "ms"
     assert entry["value"] == pytest.approx(3.9)
-    # Half the candidate's period spread: 3.9 * (1.02 - 0.98) / 2.
-    assert entry["range"] == f"± {3.9 * 0.02:.3g}"
+    # Half the candidate's periods' interquartile range: QUIET's quartiles
+    # are 0.995 and 1.005, so 3.9 * 0.01 / 2.
+    assert entry["range"] == f"± {3.9 * 0.005:.3g}"
     assert "change +30.0 %" in entry["extra"] and "regressed" in entry["extra"]
     assert by_name["compare test - publishRate"]["unit"] == "msg/s"
     for item in smaller + bigger:

@@ -65,11 +65,11 @@ How a value is made:
 Higher rates and lower latencies are better. The verdict:
   ok          the change is within the threshold
   regressed   worse by more than the threshold, and the candidate's value
-  improved    (better, for `improved`) lies outside the range, lowest to
-              highest, of the baseline's per-period values of that metric,
-              pooled over all baseline runs
+  improved    (better, for `improved`) lies outside the interquartile
+              range (25th to 75th percentile) of the baseline's per-period
+              values of that metric, pooled over all baseline runs
   noise       past the threshold but inside that range: the baseline
-              moved as much on its own
+              moved as much on its own in a typical period
   n/a         a side lacks the value
 A baseline without per-period values is judged by the threshold alone.
 Only `regressed` fails.
