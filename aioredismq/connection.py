@@ -49,6 +49,7 @@ except ImportError:  # the pure-Python reader serves instead, more slowly
 __all__ = [
     "Connection",
     "ConnectionSettings",
+    "block_wait_s",
     "encode_command",
     "is_reply_error",
     "raise_for_reply",
