@@ -176,9 +176,9 @@ def max_sustainable_rate(sidecar: Mapping[str, Any] | None) -> list[float] | Non
     """The rates a max-rate discovery held in the measured phase, or None.
 
     None unless the sidecar says `workload.producerRate` was 0 and lists
-    `chosenRates`. `atSeconds` counts from the start of the warm-up, so the
-    measured phase begins at `workload.warmupDurationSeconds`: the rate in
-    force then (the last chosen at or before it) and every later one count.
+    `chosenRates`. `atSeconds` counts from the start of the load, and so does
+    `measuredFromSeconds`, the start of the measured phase: the rate in force
+    then (the last chosen at or before it) and every later one count.
     """
     if sidecar is None:
         return None
@@ -188,9 +188,15 @@ def max_sustainable_rate(sidecar: Mapping[str, Any] | None) -> list[float] | Non
         return None
     if workload.get("producerRate") != 0:
         return None
-    warmup_s = workload.get("warmupDurationSeconds")
-    if not isinstance(warmup_s, int | float):
-        warmup_s = 0.0
+    measured_from_s = sidecar.get("measuredFromSeconds")
+    if not isinstance(measured_from_s, int | float):
+        # Sidecars written before the field existed: the measured phase is
+        # taken to begin when the warm-up was due to end, which is early by
+        # the warm-up's closing reads (seconds on a loaded machine), so a
+        # rate or two chosen in that gap counts as well.
+        measured_from_s = workload.get("warmupDurationSeconds")
+    if not isinstance(measured_from_s, int | float):
+        measured_from_s = 0.0
     points: list[tuple[float, float]] = []
     for entry in chosen:
         if not isinstance(entry, Mapping):
@@ -201,16 +207,8 @@ def max_sustainable_rate(sidecar: Mapping[str, Any] | None) -> list[float] | Non
         if math.isfinite(rate):
             points.append((float(at_s), float(rate)))
     points.sort()
-    # Known shortcoming: `atSeconds` counts from the start of the warm-up,
-    # and the measured phase is taken to begin `warmupDurationSeconds`
-    # later. On a loaded machine the warm-up's closing reads can take
-    # seconds more; every rate chosen in that gap then counts, where only
-    # the last of them was in force when measuring began. Each extra rate
-    # is one 3 s control period's choice, a small share of a minutes-long
-    # run; a sidecar field giving the measured phase's start on the
-    # controller's clock would fix it.
-    before = [rate for at_s, rate in points if at_s <= warmup_s]
-    held = before[-1:] + [rate for at_s, rate in points if at_s > warmup_s]
+    before = [rate for at_s, rate in points if at_s <= measured_from_s]
+    held = before[-1:] + [rate for at_s, rate in points if at_s > measured_from_s]
     return held or None
 
 

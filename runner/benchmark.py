@@ -78,8 +78,12 @@ class RunOutcome:
     overflow_samples: dict[str, int] = field(default_factory=dict)
     negative_samples: dict[str, int] = field(default_factory=dict)
     system: dict[str, Any] = field(default_factory=dict)
-    #: Max-rate discovery: (seconds since start, rate chosen) per adjustment.
+    #: Max-rate discovery: (seconds since the load started, rate chosen) per
+    #: adjustment.
     chosen_rates: list[tuple[float, float]] = field(default_factory=list)
+    #: Seconds from the start of the load to the start of the measured phase
+    #: (warm-up plus its closing reads, plus any backlog build and drain).
+    measured_from_s: float | None = None
     #: Backlog mode: build and drain times, whether the drain completed.
     backlog: dict[str, object] = field(default_factory=dict)
     started_at: float = 0.0
@@ -205,10 +209,11 @@ async def _run_phases(
     await worker.start_load(
         ProducerWorkAssignment(payloads, rate_per_s, workload.key_distributor)
     )
+    load_started_s = time.monotonic()
     backlog: BacklogPhase | None = None
     try:
         if controller is not None:
-            controller.start()
+            controller.start(load_started_s)
         if workload.warmup_duration_s > 0:
             phase(WARMING_UP)
             warmup = _new_result(workload, outcome.result.driver)
@@ -234,6 +239,7 @@ async def _run_phases(
             backlog.start()
 
         await worker.reset_stats()
+        outcome.measured_from_s = round(time.monotonic() - load_started_s, 3)
         phase(MEASURING)
         await _stats_loop(
             worker,

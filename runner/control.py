@@ -103,11 +103,15 @@ class RateController:
     def start_rate_per_s(self) -> float:
         return START_RATE_PER_S
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="rate controller")
+    def start(self, started_s: float | None = None) -> None:
+        """Begin adjusting; `chosen` times count from `started_s` (monotonic
+        seconds, default now), the moment the load started."""
+        if started_s is None:
+            started_s = time.monotonic()
+        self._task = asyncio.create_task(self._run(started_s), name="rate controller")
 
-    async def _run(self) -> None:
-        started = last = time.monotonic()
+    async def _run(self, started: float) -> None:
+        last = time.monotonic()
         while True:
             await asyncio.sleep(CONTROL_PERIOD_S)
             counters = await self.worker.get_counters_stats()

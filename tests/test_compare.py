@@ -435,6 +435,10 @@ def test_max_sustainable_rate_from_the_sidecar() -> None:
     assert held == [15000, 16000, 15500]
     assert max_sustainable_rate(_sidecar()) is None  # fixed rate
     assert max_sustainable_rate(None) is None
+    # Where the sidecar says when measuring began (here later than the
+    # warm-up's 10 s), the rates chosen before it do not count.
+    late = _max_rate_sidecar(1.0) | {"measuredFromSeconds": 13.0}
+    assert max_sustainable_rate(late) == [16000, 15500]
 
 
 def test_max_sustainable_rate_regresses(bench: Bench, tmp_path: Path) -> None:

@@ -48,3 +48,5 @@ def test_workload_runs_to_a_valid_result(
         yaml.safe_load((ROOT / "workloads" / name).read_text())["producerRate"] == 0
     )
     assert bool(sidecar["chosenRates"]) == discovers_rate
+    # Measuring starts after the warm-up (1 s) and, for a backlog, its build.
+    assert sidecar["measuredFromSeconds"] >= 1.0

@@ -391,6 +391,7 @@ def _sidecar(
         "chosenRates": [
             {"atSeconds": at_s, "rate": rate} for at_s, rate in outcome.chosen_rates
         ],
+        "measuredFromSeconds": outcome.measured_from_s,
         "backlog": outcome.backlog,
         "overflowSamples": outcome.overflow_samples,
         "negativeSamples": outcome.negative_samples,
