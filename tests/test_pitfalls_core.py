@@ -603,7 +603,7 @@ async def test_reply_deadlines_count_block_time_and_queue_position(
     replies = await asyncio.gather(
         timed.request(read_600ms, 1), timed.request(encode_command("PING"), 1)
     )
-    assert replies == [[None], [b"PONG"]]
+    assert list(replies) == [[None], [b"PONG"]]
     # BLOCK 0 waits for ever; the PING behind it gets its answer after it.
     waiting = asyncio.gather(
         timed.request(read_forever, 1), timed.request(encode_command("PING"), 1)
