@@ -13,6 +13,7 @@ from aioredismq.errors import (
     RedisConnectionError,
     RedisError,
     ReplyError,
+    ReplyTimeoutError,
     ServerUnavailableError,
 )
 from aioredismq.message import Message
@@ -38,6 +39,7 @@ __all__ = [
     "RedisConnectionError",
     "RedisError",
     "ReplyError",
+    "ReplyTimeoutError",
     "ServerUnavailableError",
     "Subscriber",
     "Topic",

@@ -1,4 +1,7 @@
-"""Shutting down cleanly (pitfall B12) and surviving a killed consumer."""
+"""Shutting down an iterating consumer cleanly, and surviving a killed one.
+
+The `run(handler)` side of shutdown is in test_pitfalls_core.py (B12).
+"""
 
 from __future__ import annotations
 
@@ -56,7 +59,7 @@ async def _client_count(conn: Connection) -> int:
 
 
 @pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
-async def test_pitfall_b12_shutdown_leaves_nothing_behind(
+async def test_iterating_consumer_shuts_down_leaving_nothing_behind(
     conn: Connection, redis_url: str, loop_kind: str
 ) -> None:
     before = await _client_count(conn)
