@@ -63,7 +63,16 @@ DEFAULT_PORT = 6379
 Parser = Literal["hiredis", "python"]
 PARSERS: tuple[Parser, ...] = ("hiredis", "python")
 #: Query parameters `from_url` reads (redis-py's names; timeouts in seconds).
-URL_OPTIONS = ("socket_timeout", "client_name")
+URL_OPTIONS = (
+    "socket_timeout",
+    "client_name",
+    "ssl_ca_certs",
+    "ssl_certfile",
+    "ssl_keyfile",
+    "ssl_cert_reqs",
+)
+#: `ssl_cert_reqs` values: "none" skips checking the server's certificate.
+CERT_REQS = ("required", "optional", "none")
 
 
 class _ErrorReply(Exception):
@@ -80,6 +89,12 @@ class ConnectionSettings:
     (the C reader; the pure-Python one is used anyway when hiredis is not
     installed) or "python". `client_name`: set on every connection (CLIENT
     SETNAME), so `CLIENT LIST` tells which service a connection belongs to.
+
+    TLS (`tls`, or a `rediss://` URL): the server's certificate is checked
+    against `tls_ca_file` (PEM; default: the system's trusted authorities)
+    and its host name, unless `tls_verify` is False (a development server
+    with a self-signed certificate). `tls_cert_file` and `tls_key_file` give
+    a client certificate for servers that ask for one (`tls-auth-clients`).
     """
 
     host: str = "127.0.0.1"
@@ -92,6 +107,10 @@ class ConnectionSettings:
     socket_timeout_s: float | None = None
     parser: Parser = "hiredis"
     client_name: str | None = None
+    tls_ca_file: str | None = None
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    tls_verify: bool = True
 
     def __post_init__(self) -> None:
         timeout_s = self.socket_timeout_s
@@ -107,12 +126,44 @@ class ConnectionSettings:
         if name is not None and not (name.isprintable() and " " not in name):
             allowed = "expected printable characters and no spaces"
             raise ConfigError("connection", "client_name", name, allowed)
+        if self.tls_key_file is not None and self.tls_cert_file is None:
+            allowed = "a key file goes with tls_cert_file, which is not set"
+            raise ConfigError("connection", "tls_key_file", self.tls_key_file, allowed)
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The TLS context connections use; None without TLS.
+
+        Raises ConfigError naming the setting whose file cannot be loaded.
+        """
+        if not self.tls:
+            return None
+        try:
+            context = ssl.create_default_context(cafile=self.tls_ca_file)
+        except (OSError, ssl.SSLError) as err:
+            allowed = f"expected a readable PEM file of CA certificates ({err})"
+            raise ConfigError(
+                "connection", "tls_ca_file", self.tls_ca_file, allowed
+            ) from err
+        if not self.tls_verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        if self.tls_cert_file is not None:
+            try:
+                context.load_cert_chain(self.tls_cert_file, self.tls_key_file)
+            except (OSError, ssl.SSLError) as err:
+                allowed = f"expected a readable PEM certificate and its key ({err})"
+                raise ConfigError(
+                    "connection", "tls_cert_file", self.tls_cert_file, allowed
+                ) from err
+        return context
 
     @classmethod
     def from_url(cls, url: str, **overrides: Any) -> ConnectionSettings:
         """Parse `redis://[user[:password]@]host[:port][/db][?options]` (or
-        `rediss://`); options are `socket_timeout` (seconds) and `client_name`.
-        Keyword overrides win over the URL."""
+        `rediss://`); options are `socket_timeout` (seconds), `client_name`,
+        and for TLS redis-py's `ssl_ca_certs`, `ssl_certfile`, `ssl_keyfile`
+        and `ssl_cert_reqs` (`none` turns certificate checks off). Keyword
+        overrides win over the URL."""
         parts = urlsplit(url)
         if parts.scheme not in ("redis", "rediss"):
             allowed = "expected redis://host:port or rediss://host:port"
@@ -136,6 +187,10 @@ class ConnectionSettings:
             if not 0 < timeout_s < float("inf"):
                 allowed = "expected a number of seconds > 0"
                 raise ConfigError("url", "socket_timeout", text, allowed)
+        cert_reqs = query.get("ssl_cert_reqs", "required")
+        if cert_reqs not in CERT_REQS:
+            allowed = f"expected one of {', '.join(CERT_REQS)}"
+            raise ConfigError("url", "ssl_cert_reqs", cert_reqs, allowed)
         settings = cls(
             host=parts.hostname or "127.0.0.1",
             port=port,
@@ -145,6 +200,10 @@ class ConnectionSettings:
             tls=parts.scheme == "rediss",
             socket_timeout_s=timeout_s,
             client_name=query.get("client_name"),
+            tls_ca_file=query.get("ssl_ca_certs"),
+            tls_cert_file=query.get("ssl_certfile"),
+            tls_key_file=query.get("ssl_keyfile"),
+            tls_verify=cert_reqs != "none",
         )
         return replace(settings, **overrides) if overrides else settings
 
@@ -268,7 +327,7 @@ class Connection(asyncio.Protocol):
     async def open(cls, settings: ConnectionSettings) -> Connection:
         """Connect, log in and select the database."""
         loop = asyncio.get_running_loop()
-        tls_context = ssl.create_default_context() if settings.tls else None
+        tls_context = settings.tls_context()
         try:
             async with asyncio.timeout(settings.connect_timeout_s):
                 _, conn = await loop.create_connection(

@@ -11,6 +11,12 @@ Driver file keys (besides `name` and `driverClass`):
     redisUser, redisPass        credentials; the user only counts with a password
     redisDb                     database number (0)
     redisTls                    connect with TLS (false)
+    redisTlsCaFile              PEM file of the authorities to check the
+                                server's certificate against (system's)
+    redisTlsVerify              check the server's certificate (true)
+    redisTlsCertFile, redisTlsKeyFile
+                                client certificate and key, for servers that
+                                ask for one
     consumerReadCount           entries per partition per read (500)
     consumerBlockMs             how long an idle read waits on the server (100)
     streamMaxLenApprox          trim each partition to about this many entries
@@ -42,6 +48,7 @@ from typing import Any, Final
 from aioredismq.connection import Connection, ConnectionSettings, is_reply_error
 from aioredismq.consumer import Entry, GroupConsumer, entry_payload_ts
 from aioredismq.errors import (
+    ConfigError,
     DriverConfigError,
     RedisError,
     ReplyError,
@@ -81,12 +88,24 @@ OWN_KEYS = frozenset(
         "redisPass",
         "redisDb",
         "redisTls",
+        "redisTlsCaFile",
+        "redisTlsVerify",
+        "redisTlsCertFile",
+        "redisTlsKeyFile",
         "consumerReadCount",
         "consumerBlockMs",
         "streamMaxLenApprox",
         "trimIntervalMs",
     }
 )
+
+
+#: Connection settings named in errors by the driver-file key that sets them.
+_TLS_KEYS = {
+    "tls_ca_file": "redisTlsCaFile",
+    "tls_cert_file": "redisTlsCertFile",
+    "tls_key_file": "redisTlsKeyFile",
+}
 
 
 def _random_suffix() -> str:
@@ -137,17 +156,32 @@ def _parse_options(config: Mapping[str, Any], source: str) -> _Options:
     tls = config.get("redisTls", False)
     if not isinstance(tls, bool):
         raise DriverConfigError(source, "redisTls", tls, "expected true or false")
+    tls_verify = config.get("redisTlsVerify", True)
+    if not isinstance(tls_verify, bool):
+        allowed = "expected true or false"
+        raise DriverConfigError(source, "redisTlsVerify", tls_verify, allowed)
     password = _str_key(config, source, "redisPass")
     # OMB's driver uses the user only together with a password.
     username = _str_key(config, source, "redisUser") if password is not None else None
-    settings = ConnectionSettings(
-        host=host,
-        port=_int_key(config, source, "redisPort", 6379, 1, 65535),
-        username=username,
-        password=password,
-        db=_int_key(config, source, "redisDb", 0, 0, 1 << 16),
-        tls=tls,
-    )
+    try:
+        settings = ConnectionSettings(
+            host=host,
+            port=_int_key(config, source, "redisPort", 6379, 1, 65535),
+            username=username,
+            password=password,
+            db=_int_key(config, source, "redisDb", 0, 0, 1 << 16),
+            tls=tls,
+            tls_ca_file=_str_key(config, source, "redisTlsCaFile"),
+            tls_cert_file=_str_key(config, source, "redisTlsCertFile"),
+            tls_key_file=_str_key(config, source, "redisTlsKeyFile"),
+            tls_verify=tls_verify,
+        )
+        settings.tls_context()  # loads the files: a bad one is named now
+    except DriverConfigError:
+        raise
+    except ConfigError as err:
+        key = _TLS_KEYS.get(err.field or "", err.field)
+        raise DriverConfigError(source, key, err.value, err.allowed) from err
     maxlen = None
     if config.get("streamMaxLenApprox") is not None:
         maxlen = _int_key(config, source, "streamMaxLenApprox", 0, 1, 1 << 62)
