@@ -6,6 +6,7 @@ from aioredismq.consumer import AckMode, ConsumerStats, GroupConsumer
 from aioredismq.errors import (
     AioRedisMQError,
     BusyGroupError,
+    CapacityTimeoutError,
     ClosedError,
     ConfigError,
     NoGroupError,
@@ -24,6 +25,7 @@ __all__ = [
     "AckMode",
     "AioRedisMQError",
     "BusyGroupError",
+    "CapacityTimeoutError",
     "Client",
     "ClosedError",
     "ConfigError",

@@ -14,6 +14,7 @@
     │   │   └── ClusterRedirectError  a cluster kept redirecting a command
     │   └── ProtocolError         a reply that does not parse
     ├── ClosedError               a producer, consumer or client used after close
+    ├── CapacityTimeoutError      a producer stayed full past capacity_timeout_s
     └── WorkerError               a benchmark worker process failed
 
 Callers that retry ask `err.retriable` instead of testing classes one by one.
@@ -29,6 +30,7 @@ from collections.abc import Iterable
 __all__ = [
     "AioRedisMQError",
     "BusyGroupError",
+    "CapacityTimeoutError",
     "ClosedError",
     "ClusterRedirectError",
     "ConfigError",
@@ -155,6 +157,18 @@ class ProtocolError(RedisError):
 
 class ClosedError(AioRedisMQError):
     """The object was used after it was closed."""
+
+
+class CapacityTimeoutError(AioRedisMQError):
+    """A producer stayed full (`max_in_flight` unacknowledged) for longer
+    than its `capacity_timeout_s`.
+
+    Not a connection error: the server may be perfectly reachable, only
+    slower than the senders. Retrying later may help; so may a larger
+    `max_in_flight` or fewer senders.
+    """
+
+    retriable = True
 
 
 class WorkerError(AioRedisMQError):

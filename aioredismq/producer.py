@@ -17,7 +17,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aioredismq.connection import Connection, is_reply_error, raise_for_reply
-from aioredismq.errors import ClosedError, ConfigError, RedisConnectionError
+from aioredismq.errors import (
+    CapacityTimeoutError,
+    ClosedError,
+    ConfigError,
+    RedisConnectionError,
+)
 from aioredismq.keys import partition_for_key
 from aioredismq.message import FIELD_KEY, encode_fields
 from aioredismq.routing import Router, SingleNode
@@ -47,7 +52,9 @@ class Producer:
     queued during one event-loop tick goes out as one pipelined write.
     `send_many` is the bulk form for callers that already hold a batch.
     Backpressure: with `max_in_flight` messages unacknowledged, `send` and
-    `wait_for_capacity` wait instead of failing.
+    `wait_for_capacity` wait instead of failing; with `capacity_timeout_s`
+    set, a wait longer than that raises `CapacityTimeoutError` (the server
+    answers, only more slowly than the senders send).
 
     Trimming rides on each XADD, approximately (`~`, whole radix-tree nodes,
     cheap): `maxlen_approx` keeps about that many entries per partition,
@@ -63,12 +70,17 @@ class Producer:
         topic: Topic,
         *,
         max_in_flight: int = 100_000,
+        capacity_timeout_s: float | None = None,
         maxlen_approx: int | None = None,
         max_age_ms: int | None = None,
         retries: int = 3,
     ) -> None:
         if max_in_flight < 1:
             raise ConfigError("producer", "max_in_flight", max_in_flight, ">= 1")
+        if capacity_timeout_s is not None and not capacity_timeout_s > 0:
+            raise ConfigError(
+                "producer", "capacity_timeout_s", capacity_timeout_s, "> 0 or None"
+            )
         if maxlen_approx is not None and maxlen_approx < 1:
             raise ConfigError("producer", "maxlen_approx", maxlen_approx, ">= 1")
         if max_age_ms is not None and max_age_ms < 1:
@@ -89,6 +101,7 @@ class Producer:
             self.connection = connection.connection_for_key(topic.stream_keys[0])
         self.topic = topic
         self.max_in_flight = max_in_flight
+        self.capacity_timeout_s = capacity_timeout_s
         self.max_age_ms = max_age_ms
         self.retries = retries
         self._reconnecting = asyncio.Lock()
@@ -222,9 +235,23 @@ class Producer:
         return future
 
     async def wait_for_capacity(self) -> None:
-        """Wait while `max_in_flight` messages are unacknowledged."""
+        """Wait while `max_in_flight` messages are unacknowledged, or the
+        connection's write buffer is full; at most `capacity_timeout_s`."""
         if self._closed:
             raise ClosedError("producer is closed")
+        if self.capacity_timeout_s is None:
+            await self._wait_for_room()
+            return
+        try:
+            async with asyncio.timeout(self.capacity_timeout_s):
+                await self._wait_for_room()
+        except TimeoutError:
+            raise CapacityTimeoutError(
+                f"{self.max_in_flight} messages still unacknowledged after "
+                f"{self.capacity_timeout_s} s (capacity_timeout_s)"
+            ) from None
+
+    async def _wait_for_room(self) -> None:
         while self._in_flight >= self.max_in_flight:
             waiter = self._loop.create_future()
             self._capacity_waiters.append(waiter)

@@ -31,6 +31,7 @@ from aioredismq.connection import (
 )
 from aioredismq.errors import (
     BusyGroupError,
+    CapacityTimeoutError,
     ConfigError,
     RedisConnectionError,
     ReplyError,
@@ -732,6 +733,29 @@ async def test_b11_bursts_share_one_connection_and_wait_instead_of_failing(
     assert await conn.execute("XLEN", topic.stream_keys[0]) == 100
     assert await conn.execute("GET", "k99") == b"99"
     assert len(during) == len(after) == 1  # at most 2 allowed
+
+
+async def test_b11_a_wait_past_its_limit_is_a_capacity_error(
+    conn: Connection, redis_url: str
+) -> None:
+    async with await Client.connect(redis_url) as client:
+        topic = await client.create_topic("b11t", 1)
+        producer = client.producer(topic, max_in_flight=2, capacity_timeout_s=0.3)
+        # The server holds every write for 1.5 s: two sends fill the producer,
+        # the third waits for room and gives up after 0.3 s.
+        await conn.execute("CLIENT", "PAUSE", 1500, "WRITE")
+        first = [asyncio.create_task(producer.send(b"%d" % i)) for i in range(2)]
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        with pytest.raises(CapacityTimeoutError) as caught:
+            await producer.send(b"third")
+        waited_s = time.monotonic() - started
+        ids = await asyncio.gather(*first)  # the server answers in the end
+    assert not isinstance(caught.value, RedisConnectionError)
+    assert caught.value.retriable
+    assert 0.25 < waited_s < 1.0
+    assert len(set(ids)) == 2
+    assert await conn.execute("XLEN", topic.stream_keys[0]) == 2
 
 
 # B12: shutdown, in a process of its own run in asyncio's debug mode with
