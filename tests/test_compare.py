@@ -18,13 +18,14 @@ import shutil
 import statistics
 import subprocess
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from conftest import Bench
 
 from reports.compare import ALL_METRICS, DEFAULT_THRESHOLDS_PCT, max_sustainable_rate
 from runner import cli
@@ -45,22 +46,6 @@ BASE: dict[str, dict[str, float]] = {
     "end_to_end_latency": {"avg": 0.9, "50pct": 0.8, "99pct": 3.0, "999pct": 6.0},
 }
 OTHER_SUFFIXES = {"75pct": 1.2, "95pct": 1.5, "9999pct": 8.0, "max": 10.0}
-
-#: `bench(*argv)` -> (exit status, stdout, stderr)
-Bench = Callable[..., tuple[int, str, str]]
-
-
-@pytest.fixture
-def bench(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Bench:
-    """Runs `bench ARGS...` in this process, logging left as the suite has it."""
-    monkeypatch.setattr(cli, "configure_logging", lambda *_args, **_kw: None)
-
-    def run(*argv: str | Path) -> tuple[int, str, str]:
-        status = cli.main([str(arg) for arg in argv])
-        captured = capsys.readouterr()
-        return status, captured.out, captured.err
-
-    return run
 
 
 def _result(

@@ -19,12 +19,12 @@ import logging
 import statistics
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from bs4 import BeautifulSoup, Tag
+from conftest import Bench
 from PIL import Image
 
 from reports.charts import RUN_COLOURS
@@ -34,8 +34,6 @@ from runner import cli
 ROOT = Path(__file__).resolve().parent.parent
 CHART_SLUGS = [spec.slug for spec in TIME_SERIES_CHARTS + QUANTILE_CHARTS]
 
-#: `bench(*argv)` -> (exit status, stdout, stderr)
-Bench = Callable[..., tuple[int, str, str]]
 
 # Summary rows read straight from a result's OMB keys, with their units.
 AGGREGATED_ROWS = {
@@ -68,23 +66,6 @@ SHAPE_ROWS = {
     "producers_per_topic": "producersPerTopic",
     "consumers_per_topic": "consumersPerTopic",
 }
-
-
-@pytest.fixture
-def bench(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Bench:
-    """Runs `bench ARGS...` in this process.
-
-    Logging is left alone: the CLI would otherwise reconfigure the root
-    logger for the rest of the test session (caplog still sees records).
-    """
-    monkeypatch.setattr(cli, "configure_logging", lambda *_args, **_kw: None)
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        status = cli.main(list(argv))
-        captured = capsys.readouterr()
-        return status, captured.out, captured.err
-
-    return run
 
 
 @pytest.fixture(scope="module")

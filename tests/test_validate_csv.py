@@ -45,12 +45,10 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-from runner import cli
+from conftest import Bench
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKLOADS = sorted((ROOT / "workloads").glob("*.yaml"))
@@ -66,28 +64,6 @@ EXPECTED_CSV = (
     "1,16,1024,1,1,47104,49493,965.44,51199,49152,33451,23653.19,51199\n"
 )
 CSV_NAME = re.compile(r"results-\d+\.csv")
-
-#: `bench(*argv)` -> (exit status, stdout, stderr)
-Bench = Callable[..., tuple[int, str, str]]
-
-
-@pytest.fixture
-def bench(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Bench:
-    """Runs `bench ARGS...` in this process from the repository root.
-
-    Payload paths in workload files are relative to the working directory,
-    as in OMB. Logging is left alone: the CLI would otherwise reconfigure
-    the root logger for the rest of the test session.
-    """
-    monkeypatch.chdir(ROOT)
-    monkeypatch.setattr(cli, "configure_logging", lambda *_args, **_kw: None)
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        status = cli.main(list(argv))
-        captured = capsys.readouterr()
-        return status, captured.out, captured.err
-
-    return run
 
 
 def _result(
