@@ -25,7 +25,7 @@ from aioredismq.connection import Connection, ConnectionSettings, encode_command
 from aioredismq.consumer import AckMode, ConsumerStats, Entry, GroupConsumer
 from aioredismq.errors import ClosedError, ConfigError, RedisConnectionError
 from aioredismq.keys import META_PREFIX, dead_letter_key
-from aioredismq.message import Message, parse_fields
+from aioredismq.message import Message, parse_entries, parse_fields
 from aioredismq.producer import Producer
 from aioredismq.recovery import ORIGIN_FIELDS
 from aioredismq.routing import Router, SingleNode
@@ -332,9 +332,7 @@ class Consumer(_Running):
     def _enqueue(
         self, partition: int, entries: list[Entry], deliveries: list[int] | None
     ) -> None:
-        counts = deliveries or [1] * len(entries)
-        for (entry_id, fields), count in zip(entries, counts, strict=True):
-            self._ready.append(parse_fields(entry_id, partition, fields, count))
+        self._ready.extend(parse_entries(partition, entries, deliveries))
         self._wake()
 
     def _wake(self) -> None:
@@ -352,10 +350,13 @@ class Consumer(_Running):
 
         Raises `ClosedError` after `stop`: the ack could no longer be sent.
         """
+        self._ack(message)
+
+    def _ack(self, message: Message) -> None:
         if self._engine_stopped:
             raise ClosedError("consumer is stopped; the message stays pending")
         if self.ack_mode is not AckMode.NONE:
-            self._engine.ack(message.partition, [message.id])
+            self._engine.ack_one(message.partition, message.id)
 
     def nack(self, message: Message, error: BaseException | str) -> None:
         """Give a message up for now: it stays pending and is retried later."""
@@ -368,14 +369,21 @@ class Consumer(_Running):
         # A message is acked when the loop comes back for the next one, so a
         # loop left with `break` leaves its last message pending unless the
         # body acks it (at least once, rather than acking unfinished work).
-        if self._stopped.is_set():
-            self._previous = None
-        if self._previous is not None and self.ack_mode is AckMode.AFTER_HANDLER:
-            await self.ack(self._previous)
-        self._previous = None
-        message = await self._next()
-        if message is None:
-            raise StopAsyncIteration
+        previous, self._previous = self._previous, None
+        if (
+            previous is not None
+            and self.ack_mode is AckMode.AFTER_HANDLER
+            and not self._stopped.is_set()
+        ):
+            self._ack(previous)
+        ready = self._ready
+        if ready:  # what `_next` would return, without a coroutine
+            message = ready.popleft()
+        else:
+            waited = await self._next()
+            if waited is None:
+                raise StopAsyncIteration
+            message = waited
         self._previous = message
         return message
 
@@ -417,7 +425,16 @@ class Consumer(_Running):
                 raise result
 
     async def _work(self, handler: Handler) -> None:
-        while (message := await self._next()) is not None:
+        ready = self._ready
+        ack_after = self.ack_mode is AckMode.AFTER_HANDLER
+        while True:
+            if ready:  # what `_next` would return, without a coroutine
+                message = ready.popleft()
+            else:
+                waited = await self._next()
+                if waited is None:
+                    return
+                message = waited
             try:
                 await handler(message)
             except asyncio.CancelledError:
@@ -426,8 +443,8 @@ class Consumer(_Running):
                 logger.warning("handler failed for %r: %s", message.id, err)
                 self.nack(message, err)
             else:
-                if self.ack_mode is AckMode.AFTER_HANDLER:
-                    await self.ack(message)
+                if ack_after:
+                    self._ack(message)
 
     async def stop(self, timeout_s: float = 10.0) -> None:
         """Stop reading; let running handlers finish (up to `timeout_s`).

@@ -19,6 +19,7 @@ import enum
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from operator import itemgetter
 from typing import Any
 
 from aioredismq.connection import (
@@ -34,7 +35,7 @@ from aioredismq.errors import (
     NoGroupError,
     RedisConnectionError,
 )
-from aioredismq.message import FIELD_PAYLOAD, FIELD_TS
+from aioredismq.message import FIELD_PAYLOAD, FIELD_TS, producer_layout
 from aioredismq.recovery import claim_idle, dead_letter
 from aioredismq.routing import Router, SingleNode
 from aioredismq.topic import Topic
@@ -45,6 +46,8 @@ __all__ = [
     "ConsumerStats",
     "Entry",
     "GroupConsumer",
+    "batch_payloads",
+    "batch_payloads_ts",
     "create_group",
     "entry_payload_ts",
 ]
@@ -58,6 +61,10 @@ Entry = list[Any]
 BatchHandler = Callable[[int, list[Entry], list[int] | None], Awaitable[None] | None]
 
 _NEW = b">"
+_ID = itemgetter(0)
+_FIELDS = itemgetter(1)
+_VALUE_1 = itemgetter(1)
+_VALUE_3 = itemgetter(3)
 BACKOFF_FIRST_S = 0.1
 BACKOFF_MAX_S = 5.0
 # Last handler errors kept for dead letters; older ones are forgotten.
@@ -111,6 +118,42 @@ def entry_payload_ts(fields: list[bytes]) -> tuple[bytes, int]:
         return fields[3], int(fields[1])
     values = dict(zip(fields[::2], fields[1::2], strict=True))
     return values.get(FIELD_PAYLOAD, b""), int(values.get(FIELD_TS, 0))
+
+
+def batch_payloads(entries: list[Entry]) -> list[bytes]:
+    """The payloads of a batch of entries, in order (b"" where none).
+
+    Same result as `entry_payload_ts` per entry, at a fraction of the cost
+    for entries written by `Producer`.
+    """
+    fields = list(map(_FIELDS, entries))
+    if producer_layout(fields):
+        return list(map(_VALUE_3, fields))
+    return [entry_payload_ts(f)[0] for f in fields]
+
+
+def batch_payloads_ts(entries: list[Entry]) -> tuple[list[bytes], list[int]]:
+    """Payloads and producer timestamps (µs) of a batch of entries, in order."""
+    fields = list(map(_FIELDS, entries))
+    if producer_layout(fields):
+        return list(map(_VALUE_3, fields)), list(map(int, map(_VALUE_1, fields)))
+    pairs = [entry_payload_ts(f) for f in fields]
+    return [p for p, _ in pairs], [ts for _, ts in pairs]
+
+
+def _encode_ids(ids: list[bytes]) -> bytes:
+    """`ids` as RESP bulk strings, grouped by length (XACK takes any order).
+
+    Ids of one read mostly share a length, so each group is one join rather
+    than one formatting call per id, which was most of an ack's cost.
+    """
+    lengths = set(map(len, ids))
+    parts: list[bytes] = []
+    for size in lengths:
+        group = ids if len(lengths) == 1 else [i for i in ids if len(i) == size]
+        head = b"$%d\r\n" % size
+        parts.append(head + (b"\r\n" + head).join(group) + b"\r\n")
+    return b"".join(parts)
 
 
 async def create_group(
@@ -299,6 +342,19 @@ class GroupConsumer:
         if self.ack_mode is AckMode.MANUAL:
             self._release(len(ids))
 
+    def ack_one(self, partition: int, entry_id: bytes) -> None:
+        """`ack(partition, [entry_id])`, without the list: the per-message path."""
+        key = self.topic.stream_keys[partition]
+        acks = self._acks.get(key)
+        if acks is None:
+            self._acks[key] = [entry_id]
+        else:
+            acks.append(entry_id)
+        if self.ack_mode is AckMode.MANUAL:
+            self._unacked -= 1
+            if self.max_unacked is None or self._unacked < self.max_unacked:
+                self._capacity.set()
+
     def fail(self, entry_id: bytes, error: BaseException | str) -> None:
         """Record why handling failed; a dead letter carries the last reason."""
         self.stats.failed += 1
@@ -330,9 +386,7 @@ class GroupConsumer:
             words = (b"XACK", key.encode(), self.group.encode())
             head = b"".join(b"$%d\r\n%b\r\n" % (len(w), w) for w in words)
             self._ack_heads[key] = head
-        parts = [b"*%d\r\n" % (3 + len(ids)), head]
-        parts += [b"$%d\r\n%b\r\n" % (len(i), i) for i in ids]
-        return b"".join(parts)
+        return b"*%d\r\n%b%b" % (3 + len(ids), head, _encode_ids(ids))
 
     async def _flush_acks(
         self, target: Connection | Router, keys: Sequence[str] | None = None
@@ -458,7 +512,11 @@ class GroupConsumer:
                 self.fail(entry[0], err)
             return
         if self.ack_mode is AckMode.AFTER_HANDLER:
-            self._acks.setdefault(key, []).extend(entry[0] for entry in entries)
+            acks = self._acks.get(key)
+            if acks is None:
+                self._acks[key] = list(map(_ID, entries))
+            else:
+                acks += map(_ID, entries)
 
     def _read_command(self, cursors: dict[str, bytes]) -> bytes:
         # Blocking only makes sense for new entries; a history read must

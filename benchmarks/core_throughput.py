@@ -20,13 +20,18 @@ time, against the same server, with the same messages: --messages copies of
 the repository's payload file of each size (payload/), round robin over the
 same --partitions streams. Each round runs every contender once, starting one
 place further along the list each round. Per size it prints, for each
-contender, the best and the median messages per second over the rounds and
-the lowest client CPU time per message (user + system of this process), and
-the ratios of the best figures to redis-py's loop and to FastStream on the
-same side. "msg/s" ratios are wall-clock throughput, which the server bounds
-once the client is fast (one batch in flight, server on the same machine);
-"CPU" ratios are the baseline's CPU per message over the row's, i.e. how much
-more one fully busy client process can push through.
+contender, the median and the best messages per second over the rounds, the
+median client CPU time per message (user + system of this process) and the
+server's CPU time per message (INFO cpu, read before and after the round),
+and the ratios to redis-py's loop and to FastStream on the same side: each
+ratio is taken within a round, against that round's baseline, and the
+median over the rounds is shown (other work on a shared machine then moves
+both sides of a ratio, not one). "msg/s" ratios are wall-clock throughput,
+which the server bounds once the client is fast (one batch in flight, server
+on the same machine): per message the wall clock cannot beat client plus
+server CPU time, and no client can beat the server's time alone. "CPU"
+ratios are the baseline's client CPU per message over the row's, i.e. how
+much more one fully busy client process can push through.
 
 Producing (the streams are emptied first; one batch in flight at a time):
   aioredismq send_many     `Producer.send_many` of --batch messages, awaited
@@ -46,8 +51,10 @@ contender's own format and the group is created at id 0; the clock runs from
 starting the consumer until its handler has seen every message, and each
 handler reads every payload; afterwards nothing may be left pending):
   aioredismq GroupConsumer `GroupConsumer` with a plain batch handler that
-                           takes each payload with `entry_payload_ts`, COUNT
-                           --batch per partition, acked after the handler
+                           takes the batch's payloads with `batch_payloads`,
+                           COUNT --batch per partition, acked after the
+                           handler (payloads only, as the other handlers:
+                           the producer's timestamp is not parsed)
   aioredismq Consumer.run  `Client.consumer(...).run(handler)`, one handler
                            call per message, acked after it returns
   aioredismq Consumer iter `async for message in consumer`, acked when the
@@ -69,6 +76,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import importlib.util
 import statistics
 import sys
@@ -88,7 +96,7 @@ from aioredismq.connection import (  # noqa: E402
     ConnectionSettings,
     encode_command,
 )
-from aioredismq.consumer import Entry, GroupConsumer, entry_payload_ts  # noqa: E402
+from aioredismq.consumer import Entry, GroupConsumer, batch_payloads  # noqa: E402
 from aioredismq.message import Message  # noqa: E402
 from aioredismq.producer import Producer  # noqa: E402
 from aioredismq.topic import Topic  # noqa: E402
@@ -186,6 +194,13 @@ class Tally:
 Round = Callable[[Setup, Stopwatch], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class Sample:
+    rate_per_s: float
+    cpu_us: float
+    server_us: float
+
+
 @dataclass
 class Contender:
     side: str  # "produce" or "consume"
@@ -193,7 +208,9 @@ class Contender:
     run: Round
     # Consumers read entries in their own library's format; this writes them.
     fill: Round | None = None
-    samples: list[tuple[float, float]] = field(default_factory=list)
+    # Per round: messages per second, client CPU µs and server CPU µs per
+    # message.
+    samples: list[Sample] = field(default_factory=list)
 
 
 # producing
@@ -334,8 +351,7 @@ async def aioredismq_group_consumer(setup: Setup, watch: Stopwatch) -> None:
 
     def handler(partition: int, entries: list[Entry], _: list[int] | None) -> None:
         size = 0
-        for _id, fields in entries:
-            payload, _ts_us = entry_payload_ts(fields)
+        for payload in batch_payloads(entries):
             size += len(payload)
         tally.add(len(entries), size)
 
@@ -522,16 +538,43 @@ async def check_stored(setup: Setup, pending_too: bool) -> None:
         raise AssertionError(f"{pending} entries left unacknowledged")
 
 
-async def measure(setup: Setup, contender: Contender) -> tuple[float, float]:
-    """(messages per second, client CPU µs per message) of one round."""
+async def server_cpu_s(setup: Setup) -> float:
+    """CPU time the server process has used so far (INFO cpu, user + sys)."""
+    conn = await Connection.open(ConnectionSettings.from_url(setup.url))
+    try:
+        info = (await conn.execute("INFO", "cpu")).decode()
+    finally:
+        await conn.close()
+    facts = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+    return float(facts["used_cpu_user"]) + float(facts["used_cpu_sys"])
+
+
+async def measure(setup: Setup, contender: Contender) -> Sample:
+    """Rate, client and server CPU per message of one round.
+
+    The server's CPU is read before and after the contender's whole round,
+    so it also holds connecting and closing: a little more than the timed
+    part, the same for every contender.
+    """
     await reset_streams(setup)
     if contender.fill is not None:
         await contender.fill(setup, Stopwatch())
         await create_groups(setup)
     watch = Stopwatch()
+    server_before_s = await server_cpu_s(setup)
+    # Start every contender without garbage left by the one before: the
+    # full collection that garbage would soon cause (tens of ms with
+    # FastStream's modules loaded, a sizable share of a round) should not be
+    # billed to whichever contender happens to trigger it.
+    gc.collect()
     await contender.run(setup, watch)
+    server_s = await server_cpu_s(setup) - server_before_s
     await check_stored(setup, pending_too=contender.fill is not None)
-    return setup.messages / watch.wall_s, watch.cpu_s / setup.messages * 1e6
+    return Sample(
+        rate_per_s=setup.messages / watch.wall_s,
+        cpu_us=watch.cpu_s / setup.messages * 1e6,
+        server_us=server_s / setup.messages * 1e6,
+    )
 
 
 def contenders() -> list[Contender]:
@@ -579,40 +622,51 @@ FASTSTREAM = {"produce": "FastStream pipeline", "consume": "FastStream batch sub
 
 
 def report(setup: Setup, rounds: int, found: list[Contender]) -> None:
-    """One table per size. Ratios compare the best round of each contender
-    with the best of redis-py's loop and of FastStream on the same side:
-    "msg/s" is wall-clock throughput, "CPU" is CPU time per message (how
-    much one fully busy client process could do), inverted so that above
-    1 means better than the baseline."""
+    """One table per size: medians over the rounds, and ratios to redis-py's
+    loop and to FastStream on the same side.
+
+    A ratio is taken within each round (the contender against the baseline
+    of that same round, run minutes apart at most) and the median of those
+    is shown, so that a busy spell on a shared machine moves both sides of
+    a ratio rather than one. "msg/s" is wall-clock throughput; "CPU" is the
+    baseline's client CPU per message over the row's (how much more one
+    fully busy client process can push through); both read "above 1: better
+    than the baseline". "srv µs" is the server's CPU per message: with one
+    round trip in flight the wall clock cannot beat client plus server time
+    per message, and no client can beat the server's own time.
+    """
     print(
         f"\n{setup.messages:,} messages of {len(setup.payload)} B, batch/COUNT "
         f"{setup.batch}, {setup.topic.partitions} partitions, "
-        f"best and median of {rounds} rounds"
+        f"medians of {rounds} rounds"
     )
-    best_rate = {c.name: max(rate for rate, _ in c.samples) for c in found}
-    best_cpu = {c.name: min(cpu for _, cpu in c.samples) for c in found}
+    by_name = {c.name: c for c in found}
 
-    def ratios(c: Contender, baseline: str) -> str:
-        if baseline not in best_rate:
+    def ratios(c: Contender, baseline_name: str) -> str:
+        baseline = by_name.get(baseline_name)
+        if baseline is None:
             return f"{'-':>7}{'-':>6}"
-        rate = best_rate[c.name] / best_rate[baseline]
-        cpu = best_cpu[baseline] / best_cpu[c.name]
+        pairs = list(zip(c.samples, baseline.samples, strict=True))
+        rate = statistics.median(a.rate_per_s / b.rate_per_s for a, b in pairs)
+        cpu = statistics.median(b.cpu_us / a.cpu_us for a, b in pairs)
         return f"{rate:7.2f}{cpu:6.1f}"
 
     print(
-        f"  {'':8}{'':26}{'msg/s':>10}{'msg/s':>9}{'CPU µs':>8}"
+        f"  {'':8}{'':26}{'msg/s':>9}{'msg/s':>9}{'CPU µs':>8}{'srv µs':>8}"
         f"{'vs redis-py':>14}{'vs FastStream':>14}"
     )
     print(
-        f"  {'side':8}{'contender':26}{'best':>10}{'median':>9}{'/msg':>8}"
-        f"{'msg/s':>8}{'CPU':>6}{'msg/s':>8}{'CPU':>6}"
+        f"  {'side':8}{'contender':26}{'median':>9}{'best':>9}{'/msg':>8}"
+        f"{'/msg':>8}{'msg/s':>8}{'CPU':>6}{'msg/s':>8}{'CPU':>6}"
     )
     for c in sorted(found, key=lambda c: c.side != "produce"):
-        median = statistics.median(rate for rate, _ in c.samples)
+        rates = [sample.rate_per_s for sample in c.samples]
+        cpu_us = statistics.median(sample.cpu_us for sample in c.samples)
+        server_us = statistics.median(sample.server_us for sample in c.samples)
         print(
-            f"  {c.side:8}{c.name:26}{best_rate[c.name]:10,.0f}{median:9,.0f}"
-            f"{best_cpu[c.name]:8.1f} {ratios(c, REDIS_PY[c.side])}"
-            f" {ratios(c, FASTSTREAM[c.side])}"
+            f"  {c.side:8}{c.name:26}{statistics.median(rates):9,.0f}"
+            f"{max(rates):9,.0f}{cpu_us:8.2f}{server_us:8.2f} "
+            f"{ratios(c, REDIS_PY[c.side])} {ratios(c, FASTSTREAM[c.side])}"
         )
 
 

@@ -1,0 +1,113 @@
+"""Batch paths of consuming: whole-batch helpers and acks, on a real server."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from aioredismq.connection import Connection, ConnectionSettings
+from aioredismq.consumer import (
+    Entry,
+    GroupConsumer,
+    batch_payloads,
+    batch_payloads_ts,
+    entry_payload_ts,
+)
+from aioredismq.message import parse_entries, parse_fields, producer_layout
+from aioredismq.producer import Producer
+from aioredismq.topic import Topic, create_topic
+
+
+async def read_all(conn: Connection, key: str) -> list[Entry]:
+    entries: list[Entry] = await conn.execute("XRANGE", key, "-", "+")
+    return entries
+
+
+def per_entry(entries: list[Entry]) -> tuple[list[bytes], list[int]]:
+    pairs = [entry_payload_ts(fields) for _, fields in entries]
+    return [p for p, _ in pairs], [ts for _, ts in pairs]
+
+
+async def test_plain_batch_reads_like_entry_by_entry(conn: Connection) -> None:
+    topic = await create_topic(conn, "plain", 1)
+    payloads = [b"", b"a\r\nb", bytes(range(256)), b"x" * 5000]
+    await Producer(conn, topic).send_many(payloads)
+    entries = await read_all(conn, topic.stream_keys[0])
+    assert producer_layout([fields for _, fields in entries])
+    assert batch_payloads(entries) == payloads
+    assert batch_payloads_ts(entries) == per_entry(entries)
+    expected = [parse_fields(i, 0, f) for i, f in entries]
+    assert parse_entries(0, entries) == expected
+    # Each message gets headers of its own, not one shared dict.
+    messages = parse_entries(0, entries)
+    messages[0].headers[b"k"] = b"v"
+    assert messages[1].headers == {}
+
+
+async def test_mixed_and_foreign_entries_take_the_general_path(
+    conn: Connection,
+) -> None:
+    topic = await create_topic(conn, "mixed", 1)
+    key = topic.stream_keys[0]
+    producer = Producer(conn, topic)
+    await producer.send(b"plain")
+    await producer.send(b"keyed", key="k1", headers={"trace": "t1"})
+    # Written by something other than Producer: other order, no timestamp.
+    await conn.execute("XADD", key, "*", "payload", b"foreign", "other", b"1")
+    await conn.execute("XADD", key, "*", "other", b"no payload here")
+    entries = await read_all(conn, key)
+    assert not producer_layout([fields for _, fields in entries])
+    payloads, stamps_us = batch_payloads_ts(entries)
+    assert payloads == [b"plain", b"keyed", b"foreign", b""]
+    assert (payloads, stamps_us) == per_entry(entries)
+    assert stamps_us[2:] == [0, 0] and min(stamps_us[:2]) > 1_600_000_000_000_000
+    assert batch_payloads(entries) == payloads
+    messages = parse_entries(0, entries, [1, 2, 3, 4])
+    assert messages == [
+        parse_fields(i, 0, f, n)
+        for (i, f), n in zip(entries, [1, 2, 3, 4], strict=True)
+    ]
+    assert messages[1].key == b"k1" and messages[1].headers == {b"trace": b"t1"}
+
+
+async def test_delivery_counts_must_match_the_entries(conn: Connection) -> None:
+    topic = await create_topic(conn, "counts", 1)
+    await Producer(conn, topic).send_many([b"a", b"b"])
+    entries = await read_all(conn, topic.stream_keys[0])
+    assert [m.deliveries for m in parse_entries(0, entries, [3, 5])] == [3, 5]
+    assert [m.deliveries for m in parse_entries(0, entries)] == [1, 1]
+    with pytest.raises(ValueError):
+        parse_entries(0, entries, [1])
+
+
+async def test_acks_of_ids_of_every_length_all_land(
+    conn: Connection, settings: ConnectionSettings
+) -> None:
+    # Ids within one millisecond count up (`<ms>-0`, ..., `<ms>-10`, ...), so
+    # one read returns ids of several lengths; each must be acked.
+    topic = Topic("lengths", 2)
+    sent = 3000
+    await Producer(conn, topic).send_many([b"%d" % i for i in range(sent)])
+    lengths: set[int] = set()
+    got: list[bytes] = []
+    done = asyncio.Event()
+
+    def handle(partition: int, entries: list[Entry], _: list[int] | None) -> None:
+        lengths.update(len(entry_id) for entry_id, _ in entries)
+        got.extend(batch_payloads(entries))
+        if len(got) == sent:
+            done.set()
+
+    consumer = GroupConsumer(settings, topic, "g", "c1", handle, count=1000)
+    await consumer.start()
+    await asyncio.wait_for(done.wait(), 10)
+    await consumer.stop()
+    assert len(lengths) > 1
+    assert sorted(got, key=int) == [b"%d" % i for i in range(sent)]
+    assert consumer.stats.acked == sent
+    pending: list[Any] = [
+        await conn.execute("XPENDING", key, "g") for key in topic.stream_keys
+    ]
+    assert [summary[0] for summary in pending] == [0, 0]
