@@ -671,6 +671,10 @@ def test_workflow_steps_use_real_commands_and_files() -> None:
     assert args.baseline == ["results/base-*.json"]
     assert args.candidate == ["results/cand-*.json"]
     assert args.json == "results/compare.json"
+    report = _command(_step(job, "bench report")["run"], "bench", env)
+    args, unknown = parser.parse_known_args(report)
+    assert unknown == []
+    assert args.command == "report" and args.output == "results/report"
     upload = next(s for s in job["steps"] if "upload-artifact" in s.get("uses", ""))
     assert upload["if"] == "always()" and upload["with"]["path"] == "results/"
 
@@ -726,7 +730,7 @@ def workflow_run(tmp_path_factory: pytest.TempPathFactory) -> WorkflowRun:
         "GITHUB_STEP_SUMMARY": str(summary),
     }
     statuses = []
-    for needle in ("bench run", "bench compare"):
+    for needle in ("bench run", "bench compare", "bench report"):
         step = _step(job, needle)
         assert step["shell"] == "bash"
         done = subprocess.run(
@@ -744,9 +748,10 @@ def workflow_run(tmp_path_factory: pytest.TempPathFactory) -> WorkflowRun:
 
 
 def test_workflow_run_and_compare_steps_execute(workflow_run: WorkflowRun) -> None:
-    run_status, compare_status = workflow_run.statuses
-    assert run_status == 0
+    run_status, compare_status, report_status = workflow_run.statuses
+    assert run_status == 0 and report_status == 0
     results = workflow_run.workspace / "results"
+    assert "cand-2" in (results / "report" / "index.html").read_text()
     names = ["base-1", "cand-1", "base-2", "cand-2"]
     starts = [
         json.loads((results / f"{n}.json.sidecar").read_text())["startedAt"]
