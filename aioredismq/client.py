@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import operator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -25,7 +27,7 @@ from aioredismq.connection import Connection, ConnectionSettings, encode_command
 from aioredismq.consumer import AckMode, ConsumerStats, Entry, GroupConsumer
 from aioredismq.errors import ClosedError, ConfigError, RedisConnectionError
 from aioredismq.keys import META_PREFIX, dead_letter_key
-from aioredismq.message import Message, parse_entries, parse_fields
+from aioredismq.message import Message, iter_entries, parse_fields
 from aioredismq.producer import Producer
 from aioredismq.recovery import ORIGIN_FIELDS
 from aioredismq.routing import Router, SingleNode
@@ -36,6 +38,11 @@ __all__ = ["Client", "Consumer", "Subscriber"]
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[Message], Awaitable[None]]
+
+#: `Consumer.run` passes acks on to the reader at least this often.
+ACK_CHUNK = 64
+_PARTITION = operator.attrgetter("partition")
+_MESSAGE_ID = operator.attrgetter("id")
 
 
 def _pairs(flat: list[Any]) -> dict[str, Any]:
@@ -317,7 +324,9 @@ class Consumer(_Running):
             claim_interval_ms=claim_interval_ms,
             max_deliveries=max_deliveries,
         )
-        self._ready: collections.deque[Message] = collections.deque()
+        # Batches read and not yet handed out, each an iterator that makes
+        # its messages as they are taken (see `iter_entries`).
+        self._ready: collections.deque[Iterator[Message]] = collections.deque()
         self._waiter: asyncio.Future[None] | None = None
         self._previous: Message | None = None
         self._handlers: set[asyncio.Task[None]] = set()
@@ -332,8 +341,18 @@ class Consumer(_Running):
     def _enqueue(
         self, partition: int, entries: list[Entry], deliveries: list[int] | None
     ) -> None:
-        self._ready.extend(parse_entries(partition, entries, deliveries))
+        self._ready.append(iter_entries(partition, entries, deliveries))
         self._wake()
+
+    def _take(self) -> Message | None:
+        """The next message read, if one is ready (no waiting)."""
+        ready = self._ready
+        while ready:
+            message = next(ready[0], None)
+            if message is not None:
+                return message
+            ready.popleft()
+        return None
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -376,22 +395,18 @@ class Consumer(_Running):
             and not self._stopped.is_set()
         ):
             self._ack(previous)
-        ready = self._ready
-        if ready:  # what `_next` would return, without a coroutine
-            message = ready.popleft()
-        else:
-            waited = await self._next()
-            if waited is None:
+        message = self._take()  # what `_next` would return, without a coroutine
+        if message is None:
+            message = await self._next()
+            if message is None:
                 raise StopAsyncIteration
-            message = waited
         self._previous = message
         return message
 
     async def _next(self) -> Message | None:
         # A plain deque and one shared waiter: a message ready costs no task
         # and no await, which is most of the per-message cost otherwise.
-        ready = self._ready
-        while not ready:
+        while (message := self._take()) is None:
             if self._stopped.is_set():
                 return None
             if not self._started:
@@ -400,7 +415,7 @@ class Consumer(_Running):
             if self._waiter is None or self._waiter.done():
                 self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
-        return ready.popleft()
+        return message
 
     async def run(self, handler: Handler) -> None:
         """Handle messages until `stop`, up to `concurrency` at once.
@@ -425,26 +440,45 @@ class Consumer(_Running):
                 raise result
 
     async def _work(self, handler: Handler) -> None:
-        ready = self._ready
+        take = self._take
         ack_after = self.ack_mode is AckMode.AFTER_HANDLER
-        while True:
-            if ready:  # what `_next` would return, without a coroutine
-                message = ready.popleft()
-            else:
-                waited = await self._next()
-                if waited is None:
-                    return
-                message = waited
-            try:
-                await handler(message)
-            except asyncio.CancelledError:
-                raise
-            except Exception as err:
-                logger.warning("handler failed for %r: %s", message.id, err)
-                self.nack(message, err)
-            else:
-                if ack_after:
-                    self._ack(message)
+        # Handled messages are acked together: before waiting for more (so
+        # the reader's next round trip carries them), every ACK_CHUNK
+        # messages, and when the worker ends, cut off by a stop included.
+        handled: list[Message] = []
+        try:
+            while True:
+                message = take()  # what `_next` would return, without a coroutine
+                if message is None:
+                    if handled:
+                        self._ack_handled(handled)
+                        handled = []
+                    message = await self._next()
+                    if message is None:
+                        return
+                try:
+                    await handler(message)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as err:
+                    logger.warning("handler failed for %r: %s", message.id, err)
+                    self.nack(message, err)
+                else:
+                    if ack_after:
+                        handled.append(message)
+                        if len(handled) >= ACK_CHUNK:
+                            self._ack_handled(handled)
+                            handled = []
+        finally:
+            if handled:
+                self._ack_handled(handled)
+
+    def _ack_handled(self, handled: list[Message]) -> None:
+        if self._engine_stopped:
+            return  # too late to send: they stay pending, as documented
+        ack = self._engine.ack
+        for partition, messages in itertools.groupby(handled, _PARTITION):
+            ack(partition, list(map(_MESSAGE_ID, messages)))
 
     async def stop(self, timeout_s: float = 10.0) -> None:
         """Stop reading; let running handlers finish (up to `timeout_s`).

@@ -111,3 +111,38 @@ async def test_acks_of_ids_of_every_length_all_land(
         await conn.execute("XPENDING", key, "g") for key in topic.stream_keys
     ]
     assert [summary[0] for summary in pending] == [0, 0]
+
+
+async def test_run_acks_every_handled_message_and_only_those(
+    conn: Connection, redis_url: str
+) -> None:
+    # More messages than one ack chunk, handlers that yield now and then,
+    # one that fails: the rest are acked, the failed one stays pending.
+    from aioredismq.client import Client
+    from aioredismq.message import Message
+
+    client = await Client.connect(redis_url)
+    topic = await client.create_topic("run-acks", 3)
+    sent = 1000
+    await client.producer(topic).send_many([b"%d" % i for i in range(sent)])
+    seen: list[bytes] = []
+    done = asyncio.Event()
+
+    async def handle(message: Message) -> None:
+        seen.append(message.payload)
+        if len(seen) == sent:
+            done.set()
+        if len(seen) % 7 == 0:
+            await asyncio.sleep(0)
+        if message.payload == b"500":
+            raise ValueError("refused")
+
+    consumer = client.consumer(topic, "g", "c1", concurrency=4)
+    runner = asyncio.create_task(consumer.run(handle))
+    await asyncio.wait_for(done.wait(), 10)
+    await consumer.stop()
+    await runner
+    assert sorted(seen, key=int) == [b"%d" % i for i in range(sent)]
+    assert consumer.stats.acked == sent - 1
+    assert sum(await client.pending(topic, "g")) == 1
+    await client.close()
