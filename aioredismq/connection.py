@@ -8,6 +8,14 @@ not installed or `parser="python"` asks for it); each batch completes one
 future with the list of its replies. That is what makes the producer and
 consumer hot paths cheap.
 
+While it parses received bytes, a connection holds off the garbage
+collector's automatic runs (and only those: the collector is enabled again
+before `data_received` returns, and left alone if it was off). A read of
+thousands of entries makes two lists per entry; a collection run in the
+middle of building them would move the half-built reply into an older
+generation, where it counts towards the next full collection, which walks
+every object of the process. Nothing but the parser runs in that window.
+
 With `socket_timeout_s` set, a reply has that long to start arriving, counted
 from when its batch reaches the head of the queue or from the last bytes
 received, whichever is later; a blocking read (`BLOCK ms`) gets its block
@@ -22,6 +30,7 @@ still on their way could no longer be matched to their commands.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import socket
 import ssl
@@ -377,6 +386,21 @@ class Connection(asyncio.Protocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def data_received(self, data: bytes) -> None:
+        # See the module's docstring; measured, this saves a fifth of the
+        # full collections while consuming. Known limit: the switch is
+        # process-wide, so a thread that turns the collector off during
+        # these microseconds finds it on again afterwards; only a pause
+        # scoped to this thread (CPython has none) would avoid that.
+        collecting = gc.isenabled()
+        if collecting:
+            gc.disable()
+        try:
+            self._parse(data)
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _parse(self, data: bytes) -> None:
         reader = self._reader
         reader.feed(data)
         pending = self._pending

@@ -146,3 +146,23 @@ async def test_run_acks_every_handled_message_and_only_those(
     assert consumer.stats.acked == sent - 1
     assert sum(await client.pending(topic, "g")) == 1
     await client.close()
+
+
+async def test_parsing_leaves_the_collectors_switch_as_it_was(
+    conn: Connection,
+) -> None:
+    import gc
+
+    topic = await create_topic(conn, "gc-switch", 1)
+    await Producer(conn, topic).send_many([b"x" * 1000] * 2000)
+    key = topic.stream_keys[0]
+    was = gc.isenabled()
+    try:
+        for enabled in (True, False, True):
+            (gc.enable if enabled else gc.disable)()
+            # A reply of thousands of lists, parsed over many reads.
+            entries = await conn.execute("XRANGE", key, "-", "+")
+            assert len(entries) == 2000
+            assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()
