@@ -18,6 +18,7 @@ import asyncio
 import enum
 import inspect
 import logging
+from bisect import bisect_right
 from collections.abc import Awaitable, Callable, Sequence
 from operator import itemgetter
 from typing import Any
@@ -144,15 +145,22 @@ def batch_payloads_ts(entries: list[Entry]) -> tuple[list[bytes], list[int]]:
 def _encode_ids(ids: list[bytes]) -> bytes:
     """`ids` as RESP bulk strings, grouped by length (XACK takes any order).
 
-    Ids of one read mostly share a length, so each group is one join rather
-    than one formatting call per id, which was most of an ack's cost.
+    Ids of one read share a length or fall into a few lengths (the sequence
+    number after the millisecond counts up), so each length is one join
+    rather than one formatting call per id, which was most of an ack's cost.
     """
     lengths = set(map(len, ids))
+    if len(lengths) == 1:
+        head = b"$%d\r\n" % lengths.pop()
+        return head + (b"\r\n" + head).join(ids) + b"\r\n"
+    ordered = sorted(ids, key=len)
     parts: list[bytes] = []
-    for size in lengths:
-        group = ids if len(lengths) == 1 else [i for i in ids if len(i) == size]
+    start = 0
+    for size in sorted(lengths):
+        end = bisect_right(ordered, size, lo=start, key=len)
         head = b"$%d\r\n" % size
-        parts.append(head + (b"\r\n" + head).join(group) + b"\r\n")
+        parts.append(head + (b"\r\n" + head).join(ordered[start:end]) + b"\r\n")
+        start = end
     return b"".join(parts)
 
 
