@@ -31,7 +31,11 @@ which the server bounds once the client is fast (one batch in flight, server
 on the same machine): per message the wall clock cannot beat client plus
 server CPU time, and no client can beat the server's time alone. "CPU"
 ratios are the baseline's client CPU per message over the row's, i.e. how
-much more one fully busy client process can push through.
+much more one fully busy client process can push through. A "bound" line per
+side gives that limit: the server's CPU per message (the lowest median of the
+aioredismq rows), the rate no client can pass, and that rate over redis-py's.
+Before each timed run the garbage collector runs once, so no contender pays
+for a full collection owed by the one before it.
 
 Producing (the streams are emptied first; one batch in flight at a time):
   aioredismq send_many     `Producer.send_many` of --batch messages, awaited
@@ -667,6 +671,23 @@ def report(setup: Setup, rounds: int, found: list[Contender]) -> None:
             f"  {c.side:8}{c.name:26}{statistics.median(rates):9,.0f}"
             f"{max(rates):9,.0f}{cpu_us:8.2f}{server_us:8.2f} "
             f"{ratios(c, REDIS_PY[c.side])} {ratios(c, FASTSTREAM[c.side])}"
+        )
+    for side, baseline_name in REDIS_PY.items():
+        # The server's own time per message bounds every client; with one
+        # round trip in flight, a client's wall clock per message is its own
+        # CPU time plus the server's.
+        ours = [c for c in found if c.side == side and c.name.startswith("aioredismq")]
+        baseline = by_name.get(baseline_name)
+        if not ours or baseline is None:
+            continue
+        server_us = min(
+            statistics.median(sample.server_us for sample in c.samples) for c in ours
+        )
+        baseline_rate = statistics.median(s.rate_per_s for s in baseline.samples)
+        print(
+            f"  {side} bound: the server needs {server_us:.2f} µs per message, so "
+            f"no client passes {1e6 / server_us:,.0f} msg/s, "
+            f"{1e6 / server_us / baseline_rate:.2f}x {baseline_name}"
         )
 
 
