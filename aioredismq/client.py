@@ -440,7 +440,7 @@ class Consumer(_Running):
                 raise result
 
     async def _work(self, handler: Handler) -> None:
-        take = self._take
+        ready = self._ready
         ack_after = self.ack_mode is AckMode.AFTER_HANDLER
         # Handled messages are acked together: before waiting for more (so
         # the reader's next round trip carries them), every ACK_CHUNK
@@ -448,27 +448,35 @@ class Consumer(_Running):
         handled: list[Message] = []
         try:
             while True:
-                message = take()  # what `_next` would return, without a coroutine
-                if message is None:
+                messages: Iterator[Message]
+                if ready:
+                    # The oldest batch, shared with the other workers: each
+                    # takes its next message, no coroutine per message.
+                    messages = ready[0]
+                else:
                     if handled:
                         self._ack_handled(handled)
                         handled = []
-                    message = await self._next()
-                    if message is None:
+                    first = await self._next()
+                    if first is None:
                         return
-                try:
-                    await handler(message)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as err:
-                    logger.warning("handler failed for %r: %s", message.id, err)
-                    self.nack(message, err)
-                else:
-                    if ack_after:
-                        handled.append(message)
-                        if len(handled) >= ACK_CHUNK:
-                            self._ack_handled(handled)
-                            handled = []
+                    messages = iter((first,))
+                for message in messages:
+                    try:
+                        await handler(message)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as err:
+                        logger.warning("handler failed for %r: %s", message.id, err)
+                        self.nack(message, err)
+                    else:
+                        if ack_after:
+                            handled.append(message)
+                            if len(handled) >= ACK_CHUNK:
+                                self._ack_handled(handled)
+                                handled = []
+                if ready and ready[0] is messages:
+                    ready.popleft()  # used up
         finally:
             if handled:
                 self._ack_handled(handled)
