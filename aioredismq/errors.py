@@ -3,7 +3,8 @@
     AioRedisMQError
     ├── ConfigError               bad input from a user: a file, a field, a flag
     │   ├── WorkloadError         a workload YAML file
-    │   └── DriverConfigError     a driver YAML file
+    │   ├── DriverConfigError     a driver YAML file
+    │   └── OutputFileError       an output file that cannot be written
     ├── RedisError                the server or the way to it
     │   ├── RedisConnectionError  cannot reach or lost the server (retriable)
     │   │   ├── ServerUnavailableError  nothing answers at the address given
@@ -36,6 +37,7 @@ __all__ = [
     "ConfigError",
     "DriverConfigError",
     "NoGroupError",
+    "OutputFileError",
     "ProtocolError",
     "RedisConnectionError",
     "RedisError",
@@ -91,6 +93,22 @@ class WorkloadError(ConfigError):
 
 class DriverConfigError(ConfigError):
     """A driver file is missing, malformed or holds a value not allowed."""
+
+
+class OutputFileError(ConfigError):
+    """An output file (result, sidecar, report, comparison) cannot be written.
+
+    Reads `<path>: cannot write the <what> (<reason>)`.
+    """
+
+    def __init__(self, path: str, what: str, reason: str) -> None:
+        self.what = what
+        self.reason = reason
+        super().__init__(path, None, path, f"cannot write the {what} ({reason})")
+        Exception.__init__(self, f"{path}: cannot write the {what} ({reason})")
+
+    def __reduce__(self) -> tuple[type, tuple[object, ...]]:
+        return type(self), (self.source, self.what, self.reason)
 
 
 class RedisError(AioRedisMQError):
