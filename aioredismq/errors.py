@@ -5,6 +5,8 @@
     │   ├── WorkloadError         a workload YAML file
     │   ├── DriverConfigError     a driver YAML file
     │   └── OutputFileError       an output file that cannot be written
+    ├── ResultValueError          a result file's value of the wrong type or
+    │                             range (also a ValueError; no file name)
     ├── RedisError                the server or the way to it
     │   ├── RedisConnectionError  cannot reach or lost the server (retriable)
     │   │   ├── ServerUnavailableError  nothing answers at the address given
@@ -43,6 +45,7 @@ __all__ = [
     "RedisError",
     "ReplyError",
     "ReplyTimeoutError",
+    "ResultValueError",
     "ServerUnavailableError",
     "WorkerError",
     "WorkloadError",
@@ -109,6 +112,24 @@ class OutputFileError(ConfigError):
 
     def __reduce__(self) -> tuple[type, tuple[object, ...]]:
         return type(self), (self.source, self.what, self.reason)
+
+
+class ResultValueError(AioRedisMQError, ValueError):
+    """A value in an OMB result's JSON is of the wrong type or out of range.
+
+    Raised while parsing text, where the file is not known: it carries the
+    key (`publishRate`, or `publishRate[2]` for one item), the value and what
+    is allowed, and whoever read the file turns it into a ConfigError.
+    """
+
+    def __init__(self, key: str, value: object, expected: str) -> None:
+        self.key = key
+        self.value = value
+        self.expected = expected
+        super().__init__(f"{key}: {value!r} is not allowed; {expected}")
+
+    def __reduce__(self) -> tuple[type, tuple[object, ...]]:
+        return type(self), (self.key, self.value, self.expected)
 
 
 class RedisError(AioRedisMQError):

@@ -23,10 +23,11 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from hdrh.histogram import HdrHistogram
 
+from aioredismq.errors import ResultValueError
 from runner.histograms import JavaStats, java_double_str
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "dumps_result",
     "load_result",
     "loads_result",
+    "result_from_json",
 ]
 
 #: OMB's percentile columns: key suffix and the percentile asked of HdrHistogram.
@@ -368,16 +370,28 @@ def load_result(path: str | Path) -> TestResult:
 
 
 def loads_result(text: str) -> TestResult:
-    """Parse OMB result JSON text.
-
-    Tolerates what Java writes and what other writers might: `1.0E7`-style
-    exponents, `"NaN"`/`"Infinity"` strings for doubles, integers where
-    doubles are expected, missing keys (left at their defaults) and keys OMB's
-    class lacks (kept in `unknown`, not written back).
-    """
+    """Parse OMB result JSON text; see `result_from_json` for what is allowed."""
     data = json.loads(text)
     if not isinstance(data, dict):
         raise ValueError(f"an OMB result is a JSON object, got {type(data).__name__}")
+    return result_from_json(data)
+
+
+def result_from_json(data: Mapping[str, Any]) -> TestResult:
+    """A TestResult from a parsed JSON object, checking every value's kind.
+
+    Takes what Java writes: `1.0E7`-style exponents, and `"NaN"`,
+    `"Infinity"` and `"-Infinity"` strings where a double is expected
+    (Jackson quotes non-finite doubles). Also takes a whole-valued number
+    such as `4.0` where an integer is expected, and `null` for a string.
+    Nothing else is converted: a list must be a JSON array, a map an object
+    keyed by percentiles from 0 to 100, an integer a number (never the
+    string "1024"), a string a string. Every rate, latency and count must be
+    >= 0 (NaN passes: it says "no value"); only the backlog may be negative.
+    Missing keys keep their defaults; keys OMB's class lacks go to `unknown`
+    (not written back). A value that breaks these rules raises
+    ResultValueError naming its key.
+    """
     result = TestResult()
     known = {key: (name, kind) for name, key, kind in _SCHEMA}
     for key, value in data.items():
@@ -389,33 +403,81 @@ def loads_result(text: str) -> TestResult:
     return result
 
 
+# Keys whose numbers may be negative: OMB's backlog is messages sent times
+# subscriptions minus messages received, which redeliveries can push below 0.
+_SIGNED_KEYS: Final = frozenset({"backlog"})
+
+# Jackson's text for non-finite doubles (QUOTE_NON_NUMERIC_NUMBERS).
+_NON_FINITE: Final = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+_A_NUMBER: Final = 'expected a number, or "NaN" or "Infinity" as Jackson writes them'
+_A_WHOLE_NUMBER: Final = "expected a whole number"
+_AT_LEAST_ZERO: Final = ">= 0"
+
+
 def _coerce(kind: str, key: str, value: Any) -> Any:
+    signed = key in _SIGNED_KEYS
     if kind == _STR:
-        return "" if value is None else str(value)
+        if value is None:  # Jackson writes an unset String as null
+            return ""
+        if not isinstance(value, str):
+            raise ResultValueError(key, value, "expected a string")
+        return value
     if kind == _INT:
-        return _to_int(key, value)
+        return _to_int(key, value, signed)
     if kind == _DOUBLE:
-        return _to_double(key, value)
+        return _to_double(key, value, signed)
     if kind in (_DOUBLES, _INTS):
-        convert = _to_double if kind == _DOUBLES else _to_int
-        return [convert(key, item) for item in (value or [])]
-    if not isinstance(value, Mapping):
-        raise ValueError(f"{key}: expected an object, got {value!r}")
-    convert = _to_double if kind == _MAP_DOUBLE else _to_int
-    pairs = ((float(p), convert(key, v)) for p, v in value.items())
+        if not isinstance(value, list):
+            what = "numbers" if kind == _DOUBLES else "whole numbers"
+            raise ResultValueError(key, value, f"expected a list of {what}")
+        if kind == _DOUBLES:
+            return [_to_double(f"{key}[{i}]", v, signed) for i, v in enumerate(value)]
+        return [_to_int(f"{key}[{i}]", v, signed) for i, v in enumerate(value)]
+    if not isinstance(value, dict):
+        raise ResultValueError(
+            key, value, "expected an object of percentile: value pairs"
+        )
+    pairs = []
+    for percentile_text, item in value.items():
+        percentile = _percentile(key, percentile_text)
+        where = f"{key}[{json.dumps(percentile_text)}]"
+        if kind == _MAP_DOUBLE:
+            pairs.append((percentile, _to_double(where, item, signed)))
+        else:
+            pairs.append((percentile, _to_int(where, item, signed)))
     return dict(sorted(pairs))
 
 
-def _to_double(key: str, value: Any) -> float:
-    if isinstance(value, bool) or value is None:
-        raise ValueError(f"{key}: expected a number, got {value!r}")
-    return float(value)  # also takes "NaN", "Infinity", "-Infinity"
+def _percentile(key: str, text: str) -> float:
+    try:
+        percentile = float(text)
+    except ValueError:
+        percentile = math.nan
+    if not 0.0 <= percentile <= 100.0:  # also refuses NaN
+        raise ResultValueError(key, text, "expected percentile keys from 0 to 100")
+    return percentile
 
 
-def _to_int(key: str, value: Any) -> int:
+def _to_double(key: str, value: Any, signed: bool = False) -> float:
+    if isinstance(value, str) and value in _NON_FINITE:
+        number = _NON_FINITE[value]
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    else:
+        raise ResultValueError(key, value, _A_NUMBER)
+    if number < 0 and not signed:
+        raise ResultValueError(key, value, f"expected a number {_AT_LEAST_ZERO}")
+    return number
+
+
+def _to_int(key: str, value: Any, signed: bool = False) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    number = _to_double(key, value)
-    if not number.is_integer():
-        raise ValueError(f"{key}: expected an integer, got {value!r}")
-    return int(number)
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    else:
+        raise ResultValueError(key, value, _A_WHOLE_NUMBER)
+    if number < 0 and not signed:
+        raise ResultValueError(key, value, f"{_A_WHOLE_NUMBER} {_AT_LEAST_ZERO}")
+    return number
