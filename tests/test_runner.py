@@ -30,6 +30,9 @@ from runner.workload import KeyDistributorType, Workload, load_workload
 
 ROOT = Path(__file__).resolve().parent.parent
 MEMORY = DriverSpec("Memory", "driver.memory.MemoryDriver", {}, "memory.yaml")
+# How long a message may be on its way from the in-memory driver's producer to
+# its consumer, with the coordinator's work in the same process holding both.
+IN_FLIGHT_S = 0.05
 
 
 @pytest.mark.parametrize(
@@ -154,7 +157,14 @@ async def test_a_run_in_process_measures_what_was_sent() -> None:
     # to its end is sent, and nothing beyond the schedule.
     sent = outcome.counters["messagesSent"] - 1  # one probe message
     assert 5000 * 2.0 * 0.9 <= sent <= 5000 * wall_s
-    assert result.publish_rate == pytest.approx(result.consume_rate, rel=0.01)
+    # A message sent just before a period's read may be received just after
+    # it, so a single period's consume rate can trail or lead its publish
+    # rate. Over the measured phase those shifts cancel out, but for the
+    # messages in flight at its start and its end: the messages of a few
+    # milliseconds, here IN_FLIGHT_S at most.
+    in_flight_messages = 5000 * IN_FLIGHT_S
+    unconsumed_messages = (sum(result.publish_rate) - sum(result.consume_rate)) * 0.5
+    assert abs(unconsumed_messages) <= in_flight_messages
     assert outcome.counters["messagesSent"] == outcome.counters["messagesReceived"]
     assert outcome.counters["messageSendErrors"] == 0
     assert 0 < result.aggregated_publish_latency_50pct
