@@ -14,7 +14,14 @@ before `data_received` returns, and left alone if it was off). A read of
 thousands of entries makes two lists per entry; a collection run in the
 middle of building them would move the half-built reply into an older
 generation, where it counts towards the next full collection, which walks
-every object of the process. Nothing but the parser runs in that window.
+every object of the process. Nothing but the parser runs in that window,
+and a batch's `convert` (see `request`), which can turn such a reply into a
+few flat lists before the collector sees it. For the same reason, while a
+single batch is waiting, bytes that do not end a reply (every RESP reply
+ends with CR LF) are only buffered: the server sends a large reply in many
+pieces, and parsing each as it comes would keep a half-built reply alive
+across many turns of the event loop. With one batch waiting, no reply can
+complete any sooner that way.
 
 With `socket_timeout_s` set, a reply has that long to start arriving, counted
 from when its batch reaches the head of the queue or from the last bytes
@@ -35,6 +42,7 @@ import logging
 import socket
 import ssl
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Literal, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -289,14 +297,19 @@ def block_wait_s(commands: bytes) -> float | None:
     return wait_s
 
 
+#: Turns a batch's replies into what its future gets (see `request`).
+Convert = Callable[[list[Any]], list[Any]]
+
+
 class _Batch:
-    __slots__ = ("future", "expected", "replies", "wait_s", "commands")
+    __slots__ = ("future", "expected", "replies", "wait_s", "commands", "convert")
 
     def __init__(
         self,
         future: asyncio.Future[list[Any]],
         expected: int,
         commands: bytes | None = None,
+        convert: Convert | None = None,
     ) -> None:
         self.future = future
         self.expected = expected
@@ -305,6 +318,7 @@ class _Batch:
         #: ever); 0.0 until `commands`, kept only for that, have been read.
         self.wait_s: float | None = 0.0
         self.commands = commands
+        self.convert = convert
 
 
 class Connection(asyncio.Protocol):
@@ -326,6 +340,8 @@ class Connection(asyncio.Protocol):
         self._progress_at = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._pending: deque[_Batch] = deque()
+        # The last two bytes received: whether they end a reply.
+        self._tail = b""
         self._transport: asyncio.Transport | None = None
         self._closed_error: Exception | None = None
         self._write_paused = False
@@ -406,9 +422,14 @@ class Connection(asyncio.Protocol):
         pending = self._pending
         if self._timeout_s is not None:
             self._progress_at = self._loop.time()
+        tail = data[-2:] if len(data) > 1 else self._tail[-1:] + data
+        self._tail = tail
+        # More of the one awaited batch's replies must come (see the module's
+        # docstring): parse once they have.
+        parse = tail == b"\r\n" or len(pending) != 1
         while True:
             try:
-                reply = reader.gets()
+                reply = reader.gets() if parse else False
             except ProtocolError as err:
                 self._fail(err)
                 return
@@ -424,8 +445,15 @@ class Connection(asyncio.Protocol):
             replies.append(reply)
             if len(replies) == batch.expected:
                 pending.popleft()
-                if not batch.future.done():
-                    batch.future.set_result(replies)
+                if batch.future.done():
+                    continue
+                if batch.convert is not None:
+                    try:
+                        replies = batch.convert(replies)
+                    except Exception as err:  # a bug there fails its batch only
+                        batch.future.set_exception(err)
+                        continue
+                batch.future.set_result(replies)
 
     def connection_lost(self, exc: Exception | None) -> None:
         reason = f": {exc}" if exc else ""
@@ -459,22 +487,28 @@ class Connection(asyncio.Protocol):
         return len(self._pending)
 
     def request(
-        self, commands: bytes, expected_replies: int
+        self, commands: bytes, expected_replies: int, convert: Convert | None = None
     ) -> asyncio.Future[list[Any]]:
-        """Write encoded commands; the future gets their replies, in order."""
+        """Write encoded commands; the future gets their replies, in order.
+
+        `convert`, if given, is called with the list of replies as soon as
+        the last one is parsed, with the garbage collector still held off,
+        and the future gets what it returns (or what it raises). It must be
+        quick and call no application code.
+        """
         if self._closed_error is not None:
             raise self._closed_error
         assert self._transport is not None
         future: asyncio.Future[list[Any]] = self._loop.create_future()
         if self._timeout_s is None:
-            self._pending.append(_Batch(future, expected_replies))
+            self._pending.append(_Batch(future, expected_replies, None, convert))
         else:
             if not self._pending:
                 self._progress_at = self._loop.time()
             # The commands are searched for a BLOCK option only if the reply
             # is late: scanning every batch would cost a producer a third
             # more CPU per message.
-            self._pending.append(_Batch(future, expected_replies, commands))
+            self._pending.append(_Batch(future, expected_replies, commands, convert))
             if self._timer is None:
                 self._arm()
         self._transport.write(commands)
