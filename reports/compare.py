@@ -31,10 +31,14 @@ per side even out a noisy machine). For every metric compared:
   on the side the change went: then `regressed` (worse) or `improved`
   (better); inside the spread it is `noise`. A baseline without per-period
   values (a hand-made file) has no spread, and its changes are judged by
-  the threshold alone. `n/a` when either side lacks the value (no
-  periods, a non-finite figure, or no max-rate facts in some run).
+  the threshold alone. `missing` when the baseline has the value and the
+  candidate lacks it (a key its file does not have, a non-finite figure, no
+  periods, or no max-rate facts in some run): a candidate that stopped
+  reporting a figure must not pass for one that kept it. `n/a` when the
+  baseline lacks the value, whatever the candidate has. A key a file does
+  not have is no value, never 0.
 
-Only `regressed` fails the comparison.
+`regressed` and `missing` fail the comparison.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from typing import Any, Final
 
 from aioredismq.errors import ConfigError
 from reports.results import ResultRun
+from runner.files import write_text_safely
 from runner.result import TestResult
 
 __all__ = [
@@ -72,11 +77,12 @@ __all__ = [
     "write_json",
 ]
 
-OK, REGRESSED, IMPROVED, NOISE, NOT_AVAILABLE = (
+OK, REGRESSED, IMPROVED, NOISE, MISSING, NOT_AVAILABLE = (
     "ok",
     "regressed",
     "improved",
     "noise",
+    "missing",
     "n/a",
 )
 
@@ -142,6 +148,8 @@ def _aggregated_spec(attribute: str) -> MetricSpec:
     label, unit = _FAMILIES[family]
 
     def value(run: ResultRun) -> float | None:
+        if not run.has(attribute):  # the field's default 0 is no figure
+            return None
         return _finite(float(getattr(run.result, attribute)))
 
     def periods(run: ResultRun) -> list[float]:
@@ -266,7 +274,17 @@ def parse_thresholds(texts: Sequence[str], source: str) -> dict[str, float]:
     """
     thresholds: dict[str, float] = {}
     for text in texts:
-        for item in text.split(","):
+        items = text.split(",")
+        if len(items) > 1 and any(not item.strip() for item in items):
+            raise ConfigError(
+                source,
+                None,
+                text,
+                "an empty item between commas (a comma too many, such as a "
+                "trailing one); expected METRIC=PCT items separated by single "
+                "commas, e.g. publishRate=5,consumeRate=5",
+            )
+        for item in items:
             name, equals, pct_text = item.strip().partition("=")
             name = name.strip()
             if not equals or not name:
@@ -399,6 +417,8 @@ class MetricRow:
     def verdict(self) -> str:
         change = self.change_pct
         cand = self.candidate.value
+        if self.baseline.value is not None and cand is None:
+            return MISSING
         if change is None or cand is None:
             return NOT_AVAILABLE
         # Equal counts as within, also when float rounding puts a 10 % step
@@ -429,6 +449,16 @@ class Comparison:
     @property
     def regressed(self) -> list[str]:
         return [row.spec.name for row in self.rows if row.verdict == REGRESSED]
+
+    @property
+    def missing(self) -> list[str]:
+        """Metrics the baseline has and the candidate lacks."""
+        return [row.spec.name for row in self.rows if row.verdict == MISSING]
+
+    @property
+    def failed(self) -> bool:
+        """Whether the gate fails: a metric regressed or went missing."""
+        return bool(self.regressed or self.missing)
 
 
 def compare_runs(
@@ -511,10 +541,12 @@ def markdown_table(comparison: Comparison) -> str:
             f"| {row.verdict} |"
         )
     lines.append("")
-    regressed = comparison.regressed
+    regressed, missing = comparison.regressed, comparison.missing
     if regressed:
         lines.append(f"**Regressed**: {', '.join(regressed)}.")
-    else:
+    if missing:
+        lines.append(f"**Missing from the candidate**: {', '.join(missing)}.")
+    if not comparison.failed:
         lines.append("No regression past its threshold.")
     return "\n".join(lines) + "\n"
 
@@ -565,6 +597,7 @@ def to_json(comparison: Comparison) -> dict[str, Any]:
         "baseline": side(comparison.baseline),
         "candidate": side(comparison.candidate),
         "regressed": comparison.regressed,
+        "missing": comparison.missing,
         "metrics": metrics,
     }
 
@@ -610,7 +643,7 @@ def github_benchmark_entries(
     return files
 
 
-def write_json(path: Path, document: Any) -> None:
-    """Write JSON text; the caller has checked the folder is there."""
+def write_json(path: Path, document: Any, what: str = "comparison") -> None:
+    """Write JSON text whole, or raise OutputFileError naming `path`."""
     text = json.dumps(document, indent=2, ensure_ascii=False)
-    path.write_text(text + "\n", encoding="utf-8")
+    write_text_safely(path, text + "\n", what=what)

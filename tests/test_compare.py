@@ -11,6 +11,7 @@ last tests run the CI workflow's steps with real `bench run`s.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shlex
@@ -451,12 +452,20 @@ def test_java_results_without_sidecar(bench: Bench, tmp_path: Path) -> None:
 
 
 def test_max_rate_known_on_one_side_only(bench: Bench, tmp_path: Path) -> None:
-    base = _write(tmp_path / "base.json", _result(), _max_rate_sidecar(1.0))
-    cand = _write(tmp_path / "cand.json", _result())  # as OMB's tool writes it
-    code, out, _ = bench("compare", base, "--candidate", cand)
+    # A candidate that no longer tells its max rate must not pass the gate.
+    known = _write(tmp_path / "known.json", _result(), _max_rate_sidecar(1.0))
+    unknown = _write(tmp_path / "unknown.json", _result())  # as OMB's tool writes it
+    code, out, _ = bench("compare", known, "--candidate", unknown)
+    assert code == 1
+    assert _row(out, "maxSustainableRate")[1:] == [
+        "15,500 msg/s", "n/a", "n/a", "10 %", "missing",
+    ]  # fmt: skip
+    assert "**Missing from the candidate**: maxSustainableRate." in out
+    # The other way round there is nothing to hold the candidate to.
+    code, out, _ = bench("compare", unknown, "--candidate", known)
     assert code == 0
     assert _row(out, "maxSustainableRate")[1:] == [
-        "15,500 msg/s", "n/a", "n/a", "10 %", "n/a",
+        "n/a", "15,500 msg/s", "n/a", "10 %", "n/a",
     ]  # fmt: skip
 
 
@@ -474,6 +483,97 @@ def test_java_number_text_is_read(bench: Bench, tmp_path: Path) -> None:
     assert code == 0
     assert _row(out, "publishRate")[1] == "10,000,000 msg/s"
     assert _row(out, "publishLatencyMax")[5] == "n/a"
+
+
+# --------------------------------------------------------------------------
+# Keys a file does not have
+
+
+def _document(result: TestResult, *dropped: str, **changed: Any) -> dict[str, Any]:
+    """The result's JSON object without the `dropped` keys, `changed` set."""
+    document: dict[str, Any] = json.loads(dumps_result(result))
+    for key in dropped:
+        del document[key]
+    document.update(changed)
+    return document
+
+
+def _write_document(path: Path, document: Mapping[str, Any]) -> Path:
+    path.write_text(json.dumps(document, indent=2))
+    return path
+
+
+PUBLISH_DELAY_KEYS = [
+    key
+    for key in json.loads(dumps_result(TestResult()))
+    if key.startswith(("publishDelay", "aggregatedPublishDelay"))
+]
+
+
+def test_keys_absent_on_both_sides_are_no_value(bench: Bench, tmp_path: Path) -> None:
+    # OMB's Java tool before publish delay existed wrote none of its keys:
+    # that is no figure, not a delay of 0 us that stayed the same.
+    base = _write_document(
+        tmp_path / "base.json", _document(_result(), *PUBLISH_DELAY_KEYS)
+    )
+    cand = _write_document(
+        tmp_path / "cand.json", _document(_result(), *PUBLISH_DELAY_KEYS)
+    )
+    code, out, _ = bench("compare", base, "--candidate", cand)
+    assert code == 0
+    assert _row(out, "publishDelayLatency99pct")[1:] == [
+        "n/a", "n/a", "n/a", "25 %", "n/a",
+    ]  # fmt: skip
+    assert _row(out, "publishLatency99pct")[1:3] == ["2 ms", "2 ms"]
+
+
+@pytest.mark.parametrize("absent", ["key", "NaN"])
+def test_a_figure_the_candidate_lacks_fails(
+    bench: Bench, tmp_path: Path, absent: str
+) -> None:
+    base = _write(tmp_path / "base.json", _result())
+    key = "aggregatedEndToEndLatency99pct"
+    lacking = (
+        _document(_result(), key)
+        if absent == "key"
+        else _document(_result(), **{key: "NaN"})
+    )
+    cand = _write_document(tmp_path / "cand.json", lacking)
+    report = tmp_path / "compare.json"
+    code, out, _ = bench("compare", base, "--candidate", cand, "--json", report)
+    assert code == 1
+    assert _row(out, "endToEndLatency99pct")[1:] == [
+        "3 ms", "n/a", "n/a", "15 %", "missing",
+    ]  # fmt: skip
+    assert "**Missing from the candidate**: endToEndLatency99pct." in out
+    assert "No regression" not in out
+    document = json.loads(report.read_text())
+    assert (document["regressed"], document["missing"]) == (
+        [],
+        ["endToEndLatency99pct"],
+    )
+    # The baseline lacking it is nothing to hold the candidate to.
+    code, out, _ = bench("compare", cand, "--candidate", base)
+    assert code == 0
+    assert _row(out, "endToEndLatency99pct")[5] == "n/a"
+
+
+def test_same_file_on_both_sides_warns(
+    bench: Bench, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    base = _write(tmp_path / "base.json", _result())
+    other = _write(tmp_path / "other.json", _result())
+    caplog.set_level(logging.WARNING)
+    assert bench("compare", base, "--candidate", other)[0] == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    link = tmp_path / "link.json"
+    link.symlink_to(base)
+    assert bench("compare", base, other, "--candidate", link)[0] == 0
+    (warning,) = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warning.getMessage() == (
+        f"{link} is both a baseline and a candidate file: that run is compared "
+        "with itself"
+    )
 
 
 # --------------------------------------------------------------------------
@@ -585,6 +685,93 @@ def test_missing_and_malformed_files(
     err = _bad(bench, tmp_path, "compare", broken, "--candidate", cand)
     assert err.startswith(f"bench compare: error: {broken}: ")
     assert "not valid JSON" in err
+
+
+def test_files_that_are_no_results(bench: Bench, tmp_path: Path) -> None:
+    empty = _write_document(tmp_path / "empty.json", {})
+    err = _bad(bench, tmp_path, "compare", empty, "--candidate", empty)
+    assert err == (
+        f"bench compare: error: {empty}: 'workload, driver, publishRate, "
+        "consumeRate' is not allowed; missing keys; expected an OMB result file "
+        "(the JSON `bench run` or OMB writes)\n"
+    )
+    base = _write(tmp_path / "base.json", _result(), _sidecar())
+    sidecar = Path(f"{base}.sidecar")
+    err = _bad(bench, tmp_path, "compare", base, "--candidate", sidecar)
+    assert err.startswith(f"bench compare: error: {sidecar}: 'driver, publishRate,")
+    assert err.endswith("(this is a sidecar; give the result file beside it)\n")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "shown", "expected"),
+    [
+        ("publishRate", "fast", "publishRate: 'fast'", "expected a list of numbers"),
+        ("topics", "1", "topics: '1'", "expected a whole number"),
+        ("consumeRate", {"a": 1}, "consumeRate: {'a': 1}",
+         "expected a list of numbers"),
+        # A negative p99 made a "+623.3 %" regression out of nonsense.
+        ("aggregatedPublishLatency99pct", -5, "aggregatedPublishLatency99pct: -5",
+         "expected a number >= 0"),
+        ("publishRate", [2000.0, -1.5], "publishRate[1]: -1.5",
+         "expected a number >= 0"),
+    ],
+)  # fmt: skip
+def test_values_of_the_wrong_type_or_range(
+    bench: Bench,
+    tmp_path: Path,
+    files: tuple[Path, Path],
+    key: str,
+    value: Any,
+    shown: str,
+    expected: str,
+) -> None:
+    _, cand = files
+    bad = _write_document(tmp_path / "a.json", _document(_result(), **{key: value}))
+    err = _bad(bench, tmp_path, "compare", bad, "--candidate", cand)
+    assert err == f"bench compare: error: {bad}: {shown} is not allowed; {expected}\n"
+
+
+@pytest.mark.parametrize("text", ["publishRate=5,,", ",publishRate=5", "a=1,,b=2"])
+def test_threshold_with_an_empty_item(
+    bench: Bench, tmp_path: Path, files: tuple[Path, Path], text: str
+) -> None:
+    base, cand = files
+    err = _bad(
+        bench, tmp_path, "compare", base, "--candidate", cand, "--threshold", text
+    )
+    assert err == (
+        f"bench compare: error: --threshold: {text!r} is not allowed; an empty "
+        "item between commas (a comma too many, such as a trailing one); expected "
+        "METRIC=PCT items separated by single commas, e.g. "
+        "publishRate=5,consumeRate=5\n"
+    )
+
+
+def test_an_output_file_that_cannot_be_written(
+    bench: Bench, tmp_path: Path, files: tuple[Path, Path]
+) -> None:
+    # A full device: one line and exit 2, which CI does not read as
+    # "regressed" (1); no table, whose verdict would say otherwise.
+    base, cand = files
+    full = Path("/dev/full")
+    code, out, err = bench("compare", base, "--candidate", cand, "--json", full)
+    assert (code, out) == (2, "")
+    assert err == (
+        "bench compare: error: /dev/full: cannot write the comparison "
+        "(No space left on device)\n"
+    )
+    # A later file that fails takes back the earlier ones this call made.
+    report = tmp_path / "compare.json"
+    code, out, err = bench(
+        "compare", base, "--candidate", cand, "--json", report,
+        "--github-benchmark", full / "data",
+    )  # fmt: skip
+    assert (code, out) == (2, "")
+    assert err == (
+        "bench compare: error: /dev/full/data: cannot write the folder "
+        "(Not a directory)\n"
+    )
+    assert not report.exists()
 
 
 def test_missing_candidate_flag(

@@ -248,7 +248,7 @@ def test_csv_of_a_folder_with_only_sidecars(bench: Bench, tmp_path: Path) -> Non
             _result(100, 1, 1, [1.0], [1.0])
             .replace('"topics": 1', '"topics": "one"')
             .encode(),
-            "wrong type",
+            "topics: 'one' is not allowed; expected a whole number",
         ),
         (b"\xff\xfe{}", "not UTF-8"),
     ],
@@ -266,12 +266,19 @@ def test_csv_refuses_a_json_file_that_is_no_result(
     assert list(tmp_path.glob("results-*.csv")) == []
 
 
-@pytest.mark.parametrize("rate", [16_777_216.0, -1.0])
+@pytest.mark.parametrize(
+    ("rate", "problem"),
+    [
+        (16_777_216.0, "holds 0 to 16777215 msg/s"),
+        # No rate is negative: refused when the file is read.
+        (-1.0, "consumeRate[0]: -1.0 is not allowed; expected a number >= 0"),
+    ],
+)
 def test_csv_refuses_a_rate_java_cannot_record(
-    bench: Bench, tmp_path: Path, rate: float
+    bench: Bench, tmp_path: Path, rate: float, problem: str
 ) -> None:
     # 2**24 - 1 is the last value the histogram's counts array reaches.
     (tmp_path / "r.json").write_text(_result(100, 1, 1, [16_777_215.9], [rate]))
     status, _, err = bench("csv", str(tmp_path))
     assert status == 2 and _one_line_error(err)
-    assert "consumeRate" in err and "16777215" in err
+    assert "consumeRate" in err and problem in err

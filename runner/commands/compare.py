@@ -8,11 +8,15 @@ table and writes the optional files.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from aioredismq.errors import ConfigError
+from aioredismq.errors import ConfigError, OutputFileError
 from reports.compare import (
     ALL_METRICS,
     DEFAULT_THRESHOLDS_PCT,
@@ -24,7 +28,7 @@ from reports.compare import (
     to_json,
     write_json,
 )
-from reports.results import load_runs
+from reports.results import ResultRun, load_runs
 
 __all__ = ["DESCRIPTION", "HELP", "NAME", "add_arguments", "main"]
 
@@ -49,12 +53,14 @@ DESCRIPTION = f"""\
 Compare the result files of a candidate with those of a baseline (OMB result
 JSON from `bench run` or from OMB's Java tool; all of the same workload) and
 print a markdown table: metric, baseline, candidate, change, threshold and
-verdict. Exit status 1 when any metric regressed past its threshold, 0
-otherwise, 2 on bad input.
+verdict. Exit status 1 when any metric regressed past its threshold or is
+missing from the candidate, 0 otherwise, 2 on bad input (a file without
+workload, driver, publishRate and consumeRate is not a result).
 
 How a value is made:
   latencies   each run's aggregated figure (OMB's aggregated* keys; publish
-              and end-to-end latency in ms, publish delay in us)
+              and end-to-end latency in ms, publish delay in us); a file
+              without the key has no value (never 0)
   rates       publishRate and consumeRate: each run's mean of its measured
               periods
   max rate    maxSustainableRate, only for max-rate discovery runs
@@ -70,9 +76,11 @@ Higher rates and lower latencies are better. The verdict:
               values of that metric, pooled over all baseline runs
   noise       past the threshold but inside that range: the baseline
               moved as much on its own in a typical period
-  n/a         a side lacks the value
+  missing     the baseline has the value, the candidate lacks it (no key,
+              NaN, no periods): the candidate stopped reporting it
+  n/a         the baseline lacks the value
 A baseline without per-period values is judged by the threshold alone.
-Only `regressed` fails.
+`regressed` and `missing` fail.
 
 Default thresholds (the table's rows; maxSustainableRate only where known):
 {_DEFAULTS}
@@ -131,18 +139,62 @@ def main(args: argparse.Namespace) -> int:
     baseline = load_runs(args.baseline)
     candidate = load_runs(args.candidate)
     check_same_workload(baseline + candidate)
+    _warn_of_shared_files(baseline, candidate)
 
     comparison = compare_runs(baseline, candidate, thresholds)
-    print(markdown_table(comparison), end="")
+    outputs: list[tuple[Path, Any, str]] = []
     if json_path is not None:
-        write_json(json_path, to_json(comparison))
-        logger.info("wrote %s", json_path)
+        outputs.append((json_path, to_json(comparison), "comparison"))
     if github_dir is not None:
-        github_dir.mkdir(parents=True, exist_ok=True)
         for name, entries in github_benchmark_entries(comparison).items():
-            write_json(github_dir / name, entries)
-        logger.info("wrote %s", github_dir)
-    return EXIT_REGRESSED if comparison.regressed else 0
+            outputs.append((github_dir / name, entries, "github-action-benchmark file"))
+    # The files first: a file that cannot be written is bad input (exit 2),
+    # which a table already printed with its verdict would contradict.
+    _write_all(outputs, github_dir)
+    print(markdown_table(comparison), end="")
+    return EXIT_REGRESSED if comparison.failed else 0
+
+
+def _warn_of_shared_files(
+    baseline: Sequence[ResultRun], candidate: Sequence[ResultRun]
+) -> None:
+    for cand in candidate:
+        for base in baseline:
+            if os.path.samefile(base.path, cand.path):
+                logger.warning(
+                    "%s is both a baseline and a candidate file: that run is "
+                    "compared with itself",
+                    cand.path,
+                )
+                break
+
+
+def _write_all(outputs: Sequence[tuple[Path, Any, str]], folder: Path | None) -> None:
+    """Write every file, or on a failure none that this call made."""
+    made: list[Path] = []
+    created: list[Path] = []
+    try:
+        if folder is not None:
+            made = [p for p in (folder, *folder.parents) if not p.exists()]
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                reason = err.strerror or type(err).__name__
+                raise OutputFileError(str(folder), "folder", reason) from err
+        for path, document, what in outputs:
+            existed = path.exists()
+            write_json(path, document, what)
+            if not existed:
+                created.append(path)
+            logger.info("wrote %s", path)
+    except BaseException:
+        for path in created:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        for made_folder in made:  # deepest first
+            with contextlib.suppress(OSError):
+                made_folder.rmdir()
+        raise
 
 
 def _json_target(text: str | None) -> Path | None:
