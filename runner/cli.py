@@ -3,24 +3,29 @@
 Bad input from the user (a workload or driver file, a flag, an unreachable
 server) is reported as one line on stderr with exit status 2. Anything else
 is a bug and keeps its traceback.
+
+Standard output is a stream like any other to the subcommands. A reader
+that goes away (`bench report --json | head`) ends the output quietly and
+the command carries on to its own exit status; standard output that cannot
+take what is written (`> /dev/full`) is one line with exit status 2.
+
+This module imports only the standard library; the subcommands, which take
+a fifth of a second or more to load, are imported by `main`, so a Ctrl-C
+while they load is an interruption like any later one, not a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from types import ModuleType
+from typing import Any, NoReturn, TextIO, cast
 
-from aioredismq.errors import ConfigError, ServerUnavailableError
-from runner.commands import compare as compare_command
-from runner.commands import csv as csv_command
-from runner.commands import report as report_command
-from runner.commands import run as run_command
-from runner.commands import validate as validate_command
-
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
 logger = logging.getLogger(__name__)
 
@@ -31,15 +36,6 @@ DESCRIPTION = """\
 Load-test Redis / Valkey Streams with OpenMessaging Benchmark workloads.
 Reads OMB's workload and driver YAML files unchanged and writes OMB's result
 JSON."""
-
-# Subcommands in the order `bench --help` lists them.
-COMMANDS = [
-    run_command,
-    validate_command,
-    report_command,
-    compare_command,
-    csv_command,
-]
 
 
 def configure_logging(verbosity: int, prefix: str = "") -> None:
@@ -61,30 +57,62 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message}\n")
 
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        # --help's text is still in the buffer: written now, through the
+        # watch that keeps a closed pipe quiet, not at the interpreter's end.
+        with contextlib.suppress(OSError):
+            sys.stdout.flush()
+        super().exit(status, message)
+
+
+def _commands() -> list[ModuleType]:
+    """The subcommand modules, in the order `bench --help` lists them."""
+    from runner.commands import compare, csv, report, run, validate
+
+    return [run, validate, report, compare, csv]
+
+
+def _add_verbosity_flags(parser: argparse.ArgumentParser, suffix: str = "") -> None:
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        dest=f"verbose{suffix}",
+        help="log more (DEBUG)",
+    )
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="count",
+        default=0,
+        dest=f"quiet{suffix}",
+        help="log warnings only",
+    )
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="bench", description=DESCRIPTION)
-    parser.add_argument(
-        "-v", "--verbose", action="count", default=0, help="log more (DEBUG)"
-    )
-    parser.add_argument(
-        "-q", "--quiet", action="count", default=0, help="log warnings only"
-    )
+    _add_verbosity_flags(parser)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    for command in COMMANDS:
+    for command in _commands():
         sub = subparsers.add_parser(
             command.NAME,
             help=command.HELP,
             description=command.DESCRIPTION,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
+        # The same flags after the subcommand's name (`bench run -q ...`),
+        # counted apart: a subcommand's defaults would otherwise overwrite
+        # what was given before its name.
+        _add_verbosity_flags(sub, "_after")
         command.add_arguments(sub)
         sub.set_defaults(handler=command.main, command_parser=sub)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:
@@ -95,14 +123,96 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"unrecognized arguments: {' '.join(unknown)}; "
             f"see {command_parser.prog} --help for the flags it takes"
         )
-    configure_logging(args.verbose - args.quiet)
+    return args
+
+
+class _WatchedOutput:
+    """Standard output as a command sees it: the stream itself, except that
+    a reader gone away silences it, and any other failure is remembered, so
+    that `main` can tell it from an OSError of anything else (a bug)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.error: OSError | None = None
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except BrokenPipeError:
+            self.discard()
+            return len(text)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            self.discard()
+        except OSError as err:
+            self.error = err
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+    def discard(self) -> None:
+        """Send the rest to /dev/null, as Python's documentation advises
+        for a closed pipe: the interpreter's last flush would fail again."""
+        try:
+            descriptor = self.stream.fileno()
+        except (OSError, ValueError):  # not a file: nothing to redirect
+            return
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, descriptor)
+        finally:
+            os.close(devnull)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    stdout = sys.stdout
+    if stdout is None:  # closed: print() writes nothing, nothing can fail
+        return _main(argv, None)
+    watched = _WatchedOutput(stdout)
+    sys.stdout = cast(TextIO, watched)
     try:
-        status: int = args.handler(args)
-    except (ConfigError, ServerUnavailableError) as err:
-        print(f"bench {args.command}: error: {err}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return _main(argv, watched)
+    finally:
+        sys.stdout = stdout
+
+
+def _main(argv: Sequence[str] | None, watched: _WatchedOutput | None) -> int:
+    name = "bench"
+    try:
+        from aioredismq.errors import ConfigError, ServerUnavailableError
+
+        args = _parse(argv)
+        name = f"bench {args.command}"
+        configure_logging(
+            args.verbose + args.verbose_after - args.quiet - args.quiet_after
+        )
+        try:
+            status: int = args.handler(args)
+            # Within the handling below: a short output is only written now.
+            if watched is not None:
+                watched.flush()
+        except (ConfigError, ServerUnavailableError) as err:
+            print(f"{name}: error: {err}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        except OSError as err:
+            if watched is None or err is not watched.error:
+                raise
+            reason = err.strerror or str(err)
+            print(
+                f"{name}: error: cannot write to standard output ({reason})",
+                file=sys.stderr,
+            )
+            watched.discard()
+            return EXIT_USER_ERROR
     except KeyboardInterrupt:
-        print(f"bench {args.command}: interrupted", file=sys.stderr)
+        print(f"{name}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     return status
 
