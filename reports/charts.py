@@ -11,8 +11,10 @@ Two kinds, both after OMB's chart script:
   began (period i ends at (i + 1) * period), y from 0;
 * quantile curves: latency against percentile, with the percentile on a
   log scale of "nines": x = log10(100 / (100 - p)), so 90 %, 99 %, 99.9 %,
-  99.99 % and 99.999 % sit at 1 to 5. The 100 % point (the maximum) has no
-  place on that axis and is left out, as OMB leaves it out.
+  99.99 % and 99.999 % sit at 1 to 5. The view shows just that span, the
+  tail; points below 90 % lie left of it, so a line still enters at the
+  left edge. The 100 % point (the maximum) has no place on that axis and is
+  left out, as OMB leaves it out.
 
 A chart none of whose series holds a finite value is not drawn: the caller
 gets None and says "no data" instead.
@@ -31,10 +33,12 @@ from matplotlib.figure import Figure
 
 __all__ = [
     "MAX_NINES",
+    "MIN_NINES",
     "RUN_COLOURS",
     "Series",
     "nines",
     "quantile_chart",
+    "quantile_figure",
     "quantile_series",
     "time_series_chart",
 ]
@@ -56,7 +60,8 @@ RUN_COLOURS = (
 # Marker shapes differ too, for runs whose lines cross or coincide.
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
 
-#: The quantile axis ends at 99.999 %: five nines.
+#: The quantile axis starts at 90 % (one nine) and ends at 99.999 %.
+MIN_NINES = 1
 MAX_NINES = 5
 
 _WIDTH_IN, _HEIGHT_IN, _DPI = 6.4, 3.6, 100
@@ -107,6 +112,14 @@ def quantile_series(label: str, index: int, points: Mapping[float, float]) -> Se
 
 def quantile_chart(title: str, y_label: str, series: Sequence[Series]) -> bytes | None:
     """A PNG of latency by percentile (see `quantile_series`), or None."""
+    figure = quantile_figure(title, y_label, series)
+    return None if figure is None else _png(figure, series)
+
+
+def quantile_figure(
+    title: str, y_label: str, series: Sequence[Series]
+) -> Figure | None:
+    """The quantile chart's figure, before it is rendered; None without data."""
     if not any(line.has_data for line in series):
         return None
     figure, axes = _figure(title)
@@ -114,12 +127,12 @@ def quantile_chart(title: str, y_label: str, series: Sequence[Series]) -> bytes 
         _plot(axes, line, markers=False)
     axes.set_xlabel("Percentile")
     axes.set_ylabel(y_label)
-    axes.set_xlim(0, MAX_NINES)
-    ticks = range(MAX_NINES + 1)
+    axes.set_xlim(MIN_NINES, MAX_NINES)
+    ticks = range(MIN_NINES, MAX_NINES + 1)
     labels = [_percent_label(100.0 - 100.0 / 10.0**x) for x in ticks]
     axes.set_xticks(list(ticks), labels=labels)
     _y_from_zero(axes, series)
-    return _png(figure, series)
+    return figure
 
 
 def _figure(title: str) -> tuple[Figure, Axes]:

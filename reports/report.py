@@ -11,6 +11,8 @@ as file names as they are. Chart files are named `<nn>-<name>-<chart>.png`,
 where `<name>` keeps only ASCII letters and digits of the workload name
 (runs of anything else become one `-`) and `<nn>` numbers the workloads, so
 two names that read alike ("a/b", "a b") still get files of their own.
+A report written into the folder of an earlier one first removes that
+one's page and chart files (by those names), so no stale chart lingers.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import jinja2
 from aioredismq.errors import ConfigError
 from reports import charts
 from reports.results import ResultRun
+from runner.files import write_bytes_safely
 
 __all__ = [
     "DEFAULT_PERIOD_S",
@@ -169,6 +172,8 @@ def _mean_of(attribute: str) -> Callable[[ResultRun], float | None]:
 
 def _field(attribute: str) -> Callable[[ResultRun], float | None]:
     def value(run: ResultRun) -> float | None:
+        if not run.has(attribute):
+            return None
         return float(getattr(run.result, attribute))
 
     return value
@@ -179,7 +184,10 @@ def _latency(family: str, statistic: str) -> Callable[[ResultRun], float | None]
         # An empty histogram gives OMB's zeros and an empty quantile map:
         # that is "no data", not a latency of 0. A file from another writer
         # may leave out the map but give the figures, which count as data.
+        # A key the file does not have is no data either.
         result = run.result
+        if not run.has(f"aggregated_{family}_{statistic}"):
+            return None
         figures = [getattr(result, f"aggregated_{family}_{s}") for s in _STATISTICS]
         if not getattr(result, f"aggregated_{family}_quantiles") and not any(figures):
             return None
@@ -564,9 +572,12 @@ def write_report(runs: Sequence[ResultRun], out_dir: Path) -> tuple[Path, Report
     """Build the report of `runs` and write it into `out_dir`.
 
     Returns the path of the page and the report. The folder is made before
-    any chart is drawn, so a folder that cannot be made fails at once; that
-    and a folder that cannot be written raise ConfigError. Whatever this
-    call made or wrote before a failure is removed again.
+    any chart is drawn, so a folder that cannot be made fails at once. Files
+    an earlier report left there by this command's own names (`index.html`,
+    `NN-*.png`) are removed first, so no chart of another report lingers;
+    nothing else in the folder is touched. A failure raises ConfigError
+    (OutputFileError for a file), and whatever this call made or wrote
+    before it, the folder included, is removed again.
     """
     made = _make_folder(out_dir)
     written: list[Path] = []
@@ -574,13 +585,15 @@ def write_report(runs: Sequence[ResultRun], out_dir: Path) -> tuple[Path, Report
         report = build_report(runs)
         files = report.chart_files
         files[INDEX_NAME] = render_html(report).encode("utf-8")
+        _remove_earlier_report(out_dir)
         for name, content in files.items():
             path = out_dir / name
-            path.write_bytes(content)
+            write_bytes_safely(path, content, what="report file")
             written.append(path)
     except BaseException as err:
         for path in written:
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                path.unlink()
         for folder in made:  # deepest first
             with contextlib.suppress(OSError):
                 folder.rmdir()
@@ -588,6 +601,17 @@ def write_report(runs: Sequence[ResultRun], out_dir: Path) -> tuple[Path, Report
             raise _output_error(out_dir, err) from err
         raise
     return out_dir / INDEX_NAME, report
+
+
+#: The names this module gives chart files: `<nn>-<stem>-<slug>.png`.
+_CHART_FILE: Final = re.compile(r"[0-9]{2,}-[a-z0-9-]+\.png")
+
+
+def _remove_earlier_report(out_dir: Path) -> None:
+    for entry in out_dir.iterdir():
+        ours = entry.name == INDEX_NAME or _CHART_FILE.fullmatch(entry.name)
+        if ours and (entry.is_file() or entry.is_symlink()):
+            entry.unlink()
 
 
 def _make_folder(out_dir: Path) -> list[Path]:

@@ -16,6 +16,8 @@ import base64
 import io
 import json
 import logging
+import math
+import resource
 import statistics
 import subprocess
 import sys
@@ -27,7 +29,7 @@ from bs4 import BeautifulSoup, Tag
 from conftest import Bench
 from PIL import Image
 
-from reports.charts import RUN_COLOURS
+from reports.charts import RUN_COLOURS, quantile_figure, quantile_series
 from reports.report import QUANTILE_CHARTS, TIME_SERIES_CHARTS, file_stem
 from runner import cli
 
@@ -396,6 +398,65 @@ def test_report_of_an_omb_result_without_sidecar(bench: Bench, tmp_path: Path) -
     assert summary["report"] == str(out / "index.html")
 
 
+def test_a_key_the_file_lacks_is_no_data(bench: Bench, tmp_path: Path) -> None:
+    # Another writer left out p99.9 but gave the rest: no figure, never 0.
+    document = _omb_result()
+    del document["aggregatedPublishLatency999pct"]
+    result = _write(tmp_path / "r.json", document)
+    out = tmp_path / "out"
+    status, stdout, stderr = bench("report", "--json", str(result), "-o", str(out))
+    assert status == 0, stderr
+    table = _table(_section(_page(out / "index.html"), document["workload"]), "summary")
+    assert table["aggregated_publish_latency_999pct"] == ["no data"]
+    assert table["aggregated_publish_latency_99pct"] == ["12.500"]
+    (run,) = json.loads(stdout)["workloads"][0]["runs"]
+    assert run["figures"]["aggregated_publish_latency_999pct"] is None
+
+
+def test_quantile_axis_spans_90_to_99999_percent() -> None:
+    series = quantile_series(
+        "run", 0, {0.0: 0.5, 50.0: 1.0, 90.0: 2.0, 99.0: 4.0, 99.999: 9.0, 100.0: 12.0}
+    )
+    assert series.xs == pytest.approx([0.0, math.log10(2), 1, 2, 5])
+    figure = quantile_figure("Latency", "Latency (ms)", [series])
+    assert figure is not None
+    (axes,) = figure.axes
+    assert axes.get_xlim() == (1.0, 5.0)
+    labels = [label.get_text() for label in axes.get_xticklabels()]
+    assert labels == ["90 %", "99 %", "99.9 %", "99.99 %", "99.999 %"]
+
+
+def test_sidecar_facts_of_the_wrong_type_are_left_out(
+    bench: Bench, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    sidecar = _sidecar("2026-01-05T10:00:00")
+    sidecar["counters"] = 5
+    sidecar["runSettings"]["periodSeconds"] = -1
+    sidecar["chosenRates"] = [{"atSeconds": 1.0, "rate": 10.0}, {"atSeconds": "x"}]
+    result = _write(tmp_path / "r.json", _omb_result(), sidecar)
+    out = tmp_path / "out"
+    with caplog.at_level(logging.WARNING, logger="reports.results"):
+        status, _, stderr = bench("report", str(result), "-o", str(out))
+    assert status == 0, stderr
+
+    path = f"{result}.sidecar"
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{path}: runSettings.periodSeconds: -1 is not allowed; expected a "
+        "number > 0; ignoring it",
+        f"{path}: counters: 5 is not allowed; expected an object; ignoring it",
+        f"{path}: chosenRates[1].atSeconds: 'x' is not allowed; expected a "
+        "number >= 0; ignoring all of chosenRates",
+    ]
+    # The rest of the sidecar is used: its start time, its other settings.
+    section = _section(_page(out / "index.html"), _omb_result()["workload"])
+    assert _run_labels(section) == ["Redis @ 2026-01-05 10:00:00"]
+    summary = _table(section, "summary")
+    assert summary["period_s"] == ["10.0"]  # OMB's, not -1
+    facts = _table(section, "settings")
+    assert facts["runSettings.workers"] == ["2"]
+    assert not [key for key in facts if key.startswith(("counters", "chosenRates"))]
+
+
 # --------------------------------------------------------------------------
 # Awkward input: names that are paths, equal labels, an aborted run
 
@@ -576,9 +637,18 @@ def test_output_folder_is_a_file(bench: Bench, tmp_path: Path) -> None:
     [
         ("{ not json", ("not valid JSON",)),
         ("[1, 2]", ("not a JSON object",)),
-        ('{"publishRate": "fast"}', ("wrong type",)),
+        ("{}", ("'workload, driver, publishRate, consumeRate' is not allowed; "
+                "missing keys; expected an OMB result file",)),
+        # A string is not a list of one-letter rates.
+        (json.dumps(_omb_result(publishRate="fast")),
+         ("publishRate: 'fast' is not allowed; expected a list of numbers",)),
+        (json.dumps(_omb_result(consumeRate=[1.0, "2"])),
+         ("consumeRate[1]: '2' is not allowed; expected a number",)),
+        (json.dumps(_omb_result(aggregatedPublishLatency99pct=-5)),
+         ("aggregatedPublishLatency99pct: -5 is not allowed; "
+          "expected a number >= 0",)),
     ],
-)
+)  # fmt: skip
 def test_invalid_result_file(
     bench: Bench, tmp_path: Path, text: str, words: tuple[str, ...]
 ) -> None:
@@ -592,6 +662,86 @@ def test_invalid_result_file(
     for word in words:
         assert word in stderr
     assert not out.exists()
+
+
+def test_a_sidecar_is_no_result(bench: Bench, tmp_path: Path) -> None:
+    result = _write(tmp_path / "r.json", _omb_result(), _sidecar("2026-01-05T10:00"))
+    sidecar = Path(f"{result}.sidecar")
+    out = tmp_path / "out"
+    status, stdout, stderr = bench("report", str(sidecar), "-o", str(out))
+    assert (status, stdout) == (2, "")
+    assert stderr == (
+        f"bench report: error: {sidecar}: 'workload, driver, publishRate, "
+        "consumeRate' is not allowed; missing keys; expected an OMB result file "
+        "(the JSON `bench run` or OMB writes) (this is a sidecar; give the result "
+        "file beside it)\n"
+    )
+    assert not out.exists()
+
+
+def test_an_empty_output_path_is_refused(tmp_path: Path) -> None:
+    # Path("") is the current folder, which was never asked for.
+    good = _write(tmp_path / "in" / "good.json", _omb_result())
+    here = tmp_path / "here"
+    here.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-m", "runner.cli", "report", str(good), "-o", ""],
+        cwd=here,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    _assert_one_line_error(done)
+    assert done.stderr == (
+        "bench report: error: --output: '' is not allowed; an empty path; "
+        "expected a folder path\n"
+    )
+    assert list(here.iterdir()) == []
+
+
+def test_reusing_a_folder_replaces_the_earlier_report(
+    bench: Bench, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    first = _write(tmp_path / "a.json", _omb_result(workload="first workload"))
+    assert bench("report", str(first), "-o", str(out))[0] == 0
+    stale = sorted(p.name for p in out.glob("01-first-workload-*.png"))
+    assert len(stale) == len(CHART_SLUGS) - 1  # no end-to-end quantile map
+    # Files of the user's own, which the report's names do not cover.
+    kept = ["notes.txt", "photo.png", "01-Mine.PNG", "1-short.png", "01-x.png.bak"]
+    for name in kept:
+        (out / name).write_text("mine")
+    (out / "02-a-folder.png").mkdir()
+
+    second = _write(tmp_path / "b.json", _omb_result(workload="second"))
+    assert bench("report", str(second), "-o", str(out))[0] == 0
+    charts = sorted(p.name for p in out.glob("01-*.png") if p.is_file())
+    assert charts and all(name.startswith("01-second-") for name in charts)
+    assert "first workload" not in (out / "index.html").read_text()
+    for name in kept:
+        assert (out / name).read_text() == "mine"
+    assert (out / "02-a-folder.png").is_dir()
+
+
+def _limit_file_size() -> None:
+    # Files up to 40 kB: the smaller charts can be written, the page (every
+    # chart again, in base64) cannot.
+    resource.setrlimit(resource.RLIMIT_FSIZE, (40_000, 40_000))
+
+
+def test_a_report_that_fails_leaves_no_folder_it_made(tmp_path: Path) -> None:
+    good = _write(tmp_path / "good.json", _omb_result())
+    target = tmp_path / "new" / "report"
+    done = subprocess.run(
+        [sys.executable, "-m", "runner.cli", "report", str(good), "-o", str(target)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=_limit_file_size,
+    )
+    _assert_one_line_error(done, str(target / "index.html"), "File too large")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.json"]
 
 
 def test_output_folder_inside_a_file(bench: Bench, tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from aioredismq.errors import ConfigError
 from reports.results import load_runs
 
 __all__ = ["DEFAULT_OUTPUT", "DESCRIPTION", "HELP", "NAME", "add_arguments", "main"]
@@ -19,10 +20,15 @@ chart is also written to DIR as a PNG file. Results are grouped by workload
 name, and every result of a workload is drawn into the same charts,
 labelled by driver and start time: publish and consume rate, backlog,
 publish error rate, publish latency p99, publish delay p99, end-to-end
-latency p95 and average over time, and latency by percentile up to
+latency p95 and average over time, and latency by percentile from 90 % to
 99.999 %. A table per workload gives rates and latency percentiles, and,
 where a sidecar lies beside the result, the server, workers, run settings
-and message counts.
+and message counts. A result file must have at least the keys workload,
+driver, publishRate and consumeRate.
+
+Writing into a folder that holds an earlier report replaces it: its
+index.html and chart files (NN-*.png) are removed first; nothing else there
+is touched. A report that fails leaves no folder it made.
 
 Prints the page's path, or with --json a JSON summary of the report (its
 path, every result's figures, every chart file; null where there is no
@@ -55,6 +61,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    if not args.output:
+        # Path("") is the current folder, which the user did not name.
+        raise ConfigError(
+            "--output", None, args.output, "an empty path; expected a folder path"
+        )
     runs = load_runs(args.results)  # every file is read before anything is written
 
     # Imported here: matplotlib takes a moment to load, which no other
