@@ -5,6 +5,11 @@ Java tool. `bench run` also writes `<result>.sidecar` beside it with what OMB
 has no field for (server, workers, settings, counters, start and end times);
 results from OMB itself have none, so everything that reads a sidecar must
 do without one.
+
+A result that cannot be read, lacks REQUIRED_KEYS, or holds a value of the
+wrong type or range stops the command (ConfigError naming the file, the key
+and the value). A sidecar is extra: when it is unreadable, or one of its
+facts is of the wrong type, that part is left out with a warning.
 """
 
 from __future__ import annotations

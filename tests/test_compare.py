@@ -747,6 +747,23 @@ def test_threshold_with_an_empty_item(
     )
 
 
+@pytest.mark.parametrize(
+    ("flag", "expected"),
+    [("--json", "a file path"), ("--github-benchmark", "a folder path")],
+)
+def test_an_empty_output_path_is_refused(
+    bench: Bench, tmp_path: Path, files: tuple[Path, Path], flag: str, expected: str
+) -> None:
+    # Path("") would be the current folder (here, the repository's root).
+    base, cand = files
+    code, out, err = bench("compare", base, "--candidate", cand, flag, "")
+    assert (code, out) == (2, "")
+    assert err == (
+        f"bench compare: error: {flag}: '' is not allowed; an empty path; "
+        f"expected {expected}\n"
+    )
+
+
 def test_an_output_file_that_cannot_be_written(
     bench: Bench, tmp_path: Path, files: tuple[Path, Path]
 ) -> None:

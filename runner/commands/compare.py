@@ -200,6 +200,8 @@ def _write_all(outputs: Sequence[tuple[Path, Any, str]], folder: Path | None) ->
 def _json_target(text: str | None) -> Path | None:
     if text is None:
         return None
+    if not text:
+        raise ConfigError("--json", None, text, "an empty path; expected a file path")
     path = Path(text)
     if path.is_dir():
         raise ConfigError("--json", None, text, "a folder; expected a file path")
@@ -217,6 +219,11 @@ def _json_target(text: str | None) -> Path | None:
 def _github_target(text: str | None) -> Path | None:
     if text is None:
         return None
+    if not text:
+        # Path("") is the current folder, which the user did not name.
+        raise ConfigError(
+            "--github-benchmark", None, text, "an empty path; expected a folder path"
+        )
     path = Path(text)
     if path.exists() and not path.is_dir():
         raise ConfigError(
