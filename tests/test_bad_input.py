@@ -212,6 +212,11 @@ class Context:
             "0",
         ]
 
+    def output(self) -> list[str]:
+        """Where a result goes, should a case wrongly run: not the
+        repository, which is the working directory."""
+        return ["-o", str(self.tmp / "wrongly-run.json")]
+
 
 CASES: dict[str, Callable[[Context], Case]] = {}
 
@@ -407,8 +412,51 @@ def flag_test_duration_zero(ctx: Context) -> Case:
 
 @case
 def flag_period_zero(ctx: Context) -> Case:
-    args = ["-d", str(ctx.driver), "--period", "0s", str(SMOKE)]
-    return Case(args, ["--period: '0s'", "> 0"])
+    args = [*ctx.flags(), *ctx.output(), "--period", "0s", str(SMOKE)]
+    return Case(args, ["--period: '0s'", "at least 100ms"])
+
+
+@case
+def flag_period_too_short(ctx: Context) -> Case:
+    args = [*ctx.flags(), *ctx.output(), "--period", "5ms", str(SMOKE)]
+    return Case(args, ["--period: '5ms'", "at least 100ms"])
+
+
+@case
+def flag_drivers_empty(ctx: Context) -> Case:
+    # Not the embedded server in its place: that is what no -d at all means.
+    args = ["-d", "", "--test-duration", "1s", "--warmup-duration", "0"]
+    return Case(
+        [*args, *ctx.output(), str(SMOKE)],
+        ["--drivers: ''", "an empty one names no file"],
+    )
+
+
+@case
+def flag_drivers_empty_in_a_list(ctx: Context) -> Case:
+    drivers = f"{ctx.driver},"
+    args = ["-d", drivers, "--test-duration", "1s", "--warmup-duration", "0"]
+    return Case(
+        [*args, *ctx.output(), str(SMOKE)], [f"--drivers: {drivers!r}", "empty"]
+    )
+
+
+@case
+def flag_output_for_two_workloads(ctx: Context) -> Case:
+    output = ctx.tmp / "two-workloads.json"
+    second = write_workload(ctx.tmp / "second.yaml")
+    args = [*ctx.flags(), "-o", str(output), str(SMOKE), str(second)]
+    return Case(
+        args,
+        [f"--output: {str(output)!r}", "one run", "2 (2 workload files x 1 driver)"],
+    )
+
+
+@case
+def flag_output_for_two_drivers(ctx: Context) -> Case:
+    output = ctx.tmp / "two-drivers.json"
+    args = ["-d", f"{ctx.driver},{ctx.driver}", "-o", str(output), str(SMOKE)]
+    return Case(args, [f"--output: {str(output)!r}", "2 (1 workload file x 2 drivers)"])
 
 
 @case
@@ -462,6 +510,16 @@ def flag_output_in_missing_directory(ctx: Context) -> Case:
     output = ctx.tmp / "no-such-dir" / "result.json"
     args = [*ctx.flags(), "-o", str(output), str(SMOKE)]
     return Case(args, [f"--output: {str(output)!r}", "existing", "directory"])
+
+
+@case
+def flag_output_where_no_file_can_be_made(ctx: Context) -> Case:
+    # /proc lets a process write into it as far as permissions go, but holds
+    # no files but its own.
+    args = [*ctx.flags(), "-o", "/proc/result.json", str(SMOKE)]
+    return Case(
+        args, ["--output: '/proc/result.json'", "cannot create a file in /proc"]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -552,6 +610,32 @@ def test_omb_redis_driver_file_is_accepted(tmp_path: Path, redis_url: str) -> No
     assert len(ignored) == 1, done.stderr
     assert str(driver) in ignored[0]
     assert done.leftovers == []
+
+
+def test_results_to_devices(tmp_path: Path, redis_url: str) -> None:
+    """A result to a device: /dev/full fails once the run is over, in one
+    line; /dev/null takes it, and neither gets a sidecar beside it."""
+    driver = write_driver(tmp_path / "driver.yaml", redis_url)
+    short = ["--test-duration", "1s", "--warmup-duration", "0", "--period", "250ms"]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        full, null = pool.map(
+            lambda output: run_bench(
+                "-d", str(driver), "-o", output, *short, str(SMOKE), timeout_s=60
+            ),
+            ["/dev/full", "/dev/null"],
+        )
+    assert "Traceback" not in full.stderr, full.stderr
+    assert error_lines(full.stderr) == [
+        f"{ERROR_PREFIX}/dev/full: cannot write the result (No space left on device)"
+    ]
+    assert full.returncode == 2
+    assert null.returncode == 0, null.stderr
+    assert error_lines(null.stderr) == []
+    for done in (full, null):
+        assert "creating topics" in done.stderr  # the run itself went ahead
+        assert done.leftovers == []
+    assert not Path("/dev/full.sidecar").exists()
+    assert not Path("/dev/null.sidecar").exists()
 
 
 @pytest.mark.parametrize("whole_group", [False, True], ids=["process", "group"])

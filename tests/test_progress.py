@@ -313,7 +313,9 @@ def run_piped(*args: str) -> Finished:
 
 
 def run_on_terminal(
-    *args: str, interrupt_when: Callable[[str], bool] | None = None
+    *args: str,
+    interrupt_when: Callable[[str], bool] | None = None,
+    cwd: Path = ROOT,
 ) -> Finished:
     """`bench run` with a pseudo-terminal as stdin, stdout and stderr.
 
@@ -326,7 +328,7 @@ def run_on_terminal(
     fcntl.ioctl(slave, termios.TIOCSWINSZ, size)
     process = subprocess.Popen(
         bench_command(*args),
-        cwd=ROOT,
+        cwd=cwd,
         env=env,
         stdin=slave,
         stdout=slave,
@@ -441,6 +443,20 @@ def runs(
             )
         return dataclasses.replace(done, result_written=result.exists())
 
+    def start_two_runs(*args: str) -> Finished:
+        # -o takes one run's result: these go to a folder of their own, with
+        # the payload path of the workload made absolute to allow that.
+        folder = tmp / "two-runs"
+        folder.mkdir()
+        payload = ROOT / "payload" / "payload-1Kb.data"
+        workload = folder / SMOKE.name
+        workload.write_text(
+            SMOKE.read_text().replace('"payload/payload-1Kb.data"', f'"{payload}"')
+        )
+        done = run_on_terminal(*args, str(workload), cwd=folder)
+        results = sorted(folder.glob("smoke-*.json"))
+        return dataclasses.replace(done, result_written=len(results) == 2)
+
     long_run = ["--test-duration", "60s", "--warmup-duration", "0", "--period", "1s"]
     brief_run = ["--test-duration", "1s", "--warmup-duration", "0", "--period", "1s"]
     with ThreadPoolExecutor(max_workers=6) as pool:
@@ -454,7 +470,7 @@ def runs(
                 start, "unreachable", "-d", str(nowhere), *SHORT_RUN
             ),
             "interrupted": pool.submit(start, "interrupted", *long_run, interrupt=True),
-            "two_drivers": pool.submit(start, "two_drivers", "-d", drivers, *brief_run),
+            "two_drivers": pool.submit(start_two_runs, "-d", drivers, *brief_run),
         }
         return {name: future.result() for name, future in futures.items()}
 
@@ -554,6 +570,7 @@ def test_ctrl_c_removes_the_display_and_leaves_nothing(
 def test_each_run_gets_its_own_lines(runs: dict[str, Finished]) -> None:
     done = runs["two_drivers"]
     assert done.returncode == 0, done.output
+    assert done.result_written
     frames = SGR.sub("", done.output)
     # While the first runs, the second waits below it.
     assert re.search(

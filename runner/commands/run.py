@@ -11,6 +11,7 @@ import logging
 import os
 import platform
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from runner.drivers import (
     with_address,
 )
 from runner.ensemble import WorkerEnsemble
+from runner.files import write_text_safely
 from runner.process_worker import ProcessWorker
 from runner.progress import FAILED, LiveDisplay, ProgressBoard, RunProgress
 from runner.protocol import DriverSpec, Worker
@@ -59,6 +61,9 @@ DEFAULT_WORKERS = 2
 # More local processes than this cannot be busy at once on any common
 # machine; a bigger number is far more likely a typo than a plan.
 MIN_WORKERS, MAX_WORKERS = 1, 64
+# Reading a period's figures from every worker takes a few milliseconds, and
+# longer on a busy machine: a shorter period would mostly measure that.
+MIN_PERIOD_S = 0.1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -95,7 +100,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--period",
         metavar="DUR",
         default="10s",
-        help="stats period: one result sample and one log line each (default 10s)",
+        help="stats period: one result sample and one log line each (default 10s, "
+        "at least 100ms)",
     )
     parser.add_argument(
         "--workers",
@@ -135,7 +141,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     # Every check comes before anything starts: the flags, then the workload
     # files, then the driver files. Only then is a server started.
-    period_s = parse_duration(args.period, "--period", allow_zero=False)
+    period_s = _period(args.period)
     drain_timeout_s = parse_duration(
         args.drain_timeout, "--drain-timeout", allow_zero=False
     )
@@ -147,9 +153,9 @@ def main(args: argparse.Namespace) -> int:
         workloads = [w.with_durations(test_s=test_s) for w in workloads]
     if warmup_s is not None:
         workloads = [w.with_durations(warmup_s=warmup_s) for w in workloads]
-    paths = [p for arg in args.drivers or [] for p in arg.split(",") if p]
-    specs = [load_driver_spec(path) for path in paths]
+    specs = [load_driver_spec(path) for path in _driver_paths(args.drivers)]
     default_spec = None if specs else load_driver_spec(DEFAULT_DRIVER_FILE)
+    _check_one_run_per_output(args.output, len(workloads), len(specs) or 1)
     settings = RunSettings(
         period_s=period_s,
         keep_topics=args.keep_topics,
@@ -190,6 +196,51 @@ def _progress_board(
     return board
 
 
+def _period(text: str) -> float:
+    period_s = parse_duration(text, "--period")
+    if period_s < MIN_PERIOD_S:
+        raise ConfigError(
+            "--period",
+            None,
+            text,
+            "expected at least 100ms, so that reading each period's figures "
+            "is a small part of it (e.g. 1s; OMB's is 10s)",
+        )
+    return period_s
+
+
+def _driver_paths(values: list[str] | None) -> list[str]:
+    """The driver files of every -d, each a path or a comma-separated list."""
+    paths = []
+    for value in values or []:
+        for path in value.split(","):
+            if not path:
+                raise ConfigError(
+                    "--drivers",
+                    None,
+                    value,
+                    "expected driver file paths, one per flag or separated by "
+                    "commas; an empty one names no file",
+                )
+            paths.append(path)
+    return paths
+
+
+def _check_one_run_per_output(output: str | None, workloads: int, drivers: int) -> None:
+    runs = workloads * drivers
+    if output is None or runs == 1:
+        return
+    raise ConfigError(
+        "--output",
+        None,
+        output,
+        f"-o takes the result of one run, and there are {runs} "
+        f"({workloads} workload file{'s' if workloads != 1 else ''} x {drivers} "
+        f"driver{'s' if drivers != 1 else ''}), each of which would overwrite "
+        "the last; leave -o out to get one file per run",
+    )
+
+
 def _worker_count(text: str | int) -> int:
     allowed = (
         f"expected a whole number of worker processes from {MIN_WORKERS} "
@@ -214,37 +265,50 @@ def _duration_overrides(args: argparse.Namespace) -> tuple[float | None, float |
 
 
 def _check_output(output: str | None) -> None:
-    """Refuse a result path that cannot be written, before a run is wasted."""
+    """Refuse a result path that cannot be written, before a run is wasted.
+
+    A device or a pipe (`/dev/null`) is written as it is; anywhere else a
+    file is made and removed in the folder, which finds what permissions
+    alone do not (a read-only file system, /proc, a full quota of files).
+    """
     if output is None:
-        directory = Path.cwd()
-        if not os.access(directory, os.W_OK | os.X_OK):
-            raise ConfigError(
-                "the current directory",
-                None,
-                str(directory),
-                "expected a writable directory for the result files; "
-                "run from another one or give -o/--output",
-            )
+        _check_folder(
+            Path.cwd(),
+            "the current directory",
+            None,
+            "expected a writable directory for the result files; run from "
+            "another one or give -o/--output",
+        )
         return
     path = Path(output)
-    directory = path.parent
     allowed = "expected a file name in an existing, writable directory"
     if path.is_dir():
         raise ConfigError("--output", None, output, f"it is a directory; {allowed}")
-    if not directory.is_dir():
+    if path.exists() and not path.is_file():
+        if not os.access(path, os.W_OK):
+            raise ConfigError("--output", None, output, f"not writable; {allowed}")
+        return
+    _check_folder(path.parent, "--output", output, allowed)
+
+
+def _check_folder(folder: Path, source: str, value: str | None, allowed: str) -> None:
+    shown = value if value is not None else str(folder)
+    if not folder.is_dir():
         raise ConfigError(
-            "--output",
-            None,
-            output,
-            f"{directory.resolve()} is not a directory; " + allowed,
+            source, None, shown, f"{folder.resolve()} is not a directory; {allowed}"
         )
-    if not os.access(directory, os.W_OK | os.X_OK):
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".bench-run-", dir=folder)
+    except OSError as err:
+        reason = err.strerror or str(err)
         raise ConfigError(
-            "--output",
+            source,
             None,
-            output,
-            f"{directory.resolve()} is not writable; " + allowed,
-        )
+            shown,
+            f"cannot create a file in {folder.resolve()} ({reason}); {allowed}",
+        ) from err
+    os.close(handle)
+    os.unlink(probe)
 
 
 def _start_workers(count: int) -> Worker:
@@ -263,13 +327,6 @@ async def _run_all(
 ) -> int:
     for spec in specs:
         await check_driver_server(spec)
-    if args.output and len(workloads) * len(specs) > 1:
-        # OMB does the same with -o; say so rather than lose results quietly.
-        logger.warning(
-            "-o %s names one file for %d runs: each run overwrites the last",
-            args.output,
-            len(workloads) * len(specs),
-        )
     worker = _start_workers(args.workers)
     failures = 0
     # The board lists the runs in this same order.
@@ -328,11 +385,17 @@ async def _run_one(
         except WorkerError as err:
             logger.warning("could not stop workers cleanly: %s", err)
     path = _result_path(args.output, workload, spec)
-    path.write_text(dumps_result(outcome.result))
-    sidecar = Path(str(path) + SIDECAR_SUFFIX)
-    facts = _sidecar(outcome, workload, spec, settings, args)
-    sidecar.write_text(json.dumps(facts, indent=2))
-    logger.info("wrote %s and %s", path, sidecar)
+    # A device or a pipe (-o /dev/null) has no folder of its own to hold
+    # a sidecar beside it.
+    regular = not path.exists() or path.is_file()
+    write_text_safely(path, dumps_result(outcome.result), what="result")
+    if regular:
+        sidecar = Path(str(path) + SIDECAR_SUFFIX)
+        facts = _sidecar(outcome, workload, spec, settings, args)
+        write_text_safely(sidecar, json.dumps(facts, indent=2), what="sidecar")
+        logger.info("wrote %s and %s", path, sidecar)
+    else:
+        logger.info("wrote %s (not a regular file: no sidecar)", path)
     progress.finish()
     return True
 
