@@ -10,7 +10,8 @@ Driver file keys (besides `name` and `driverClass`):
     redisHost, redisPort        server address (127.0.0.1, 6379)
     redisUser, redisPass        credentials; the user only counts with a password
     redisDb                     database number (0)
-    redisTls                    connect with TLS (false)
+    redisTls                    connect with TLS (false); the four keys
+                                below are refused without it
     redisTlsCaFile              PEM file of the authorities to check the
                                 server's certificate against (system's)
     redisTlsVerify              check the server's certificate (true)
@@ -106,6 +107,8 @@ _TLS_KEYS = {
     "tls_cert_file": "redisTlsCertFile",
     "tls_key_file": "redisTlsKeyFile",
 }
+#: Keys that mean something only with `redisTls: true`.
+_TLS_ONLY_KEYS = (*_TLS_KEYS.values(), "redisTlsVerify")
 
 
 def _random_suffix() -> str:
@@ -160,6 +163,16 @@ def _parse_options(config: Mapping[str, Any], source: str) -> _Options:
     if not isinstance(tls_verify, bool):
         allowed = "expected true or false"
         raise DriverConfigError(source, "redisTlsVerify", tls_verify, allowed)
+    if not tls:
+        for tls_key in _TLS_ONLY_KEYS:
+            if config.get(tls_key) is not None:
+                raise DriverConfigError(
+                    source,
+                    tls_key,
+                    config[tls_key],
+                    "it counts only with TLS, which is off: set redisTls: true, "
+                    "or remove the key (else the run goes ahead in plaintext)",
+                )
     password = _str_key(config, source, "redisPass")
     # OMB's driver uses the user only together with a password.
     username = _str_key(config, source, "redisUser") if password is not None else None
@@ -341,6 +354,15 @@ class RedisStreamsDriver(BenchmarkDriver):
             options.settings, connect_timeout_s=CHECK_TIMEOUT_S
         )
         where = _address_keys(config, source)
+        silent = f"({where})"  # what a timeout is reported with
+        if settings.tls:
+            # A TLS client waits for the server's half of the handshake, and
+            # a plaintext server for the rest of a command: neither answers.
+            silent = (
+                f"({where}; with redisTls: true, a server there that does not "
+                "speak TLS on that port gives no answer either: set redisTls: "
+                "false for a plaintext one)"
+            )
         try:
             async with asyncio.timeout(CHECK_TIMEOUT_S):
                 conn = await Connection.open(settings)
@@ -351,12 +373,11 @@ class RedisStreamsDriver(BenchmarkDriver):
                 finally:
                     await conn.close()
         except ServerUnavailableError as err:
-            raise ServerUnavailableError(
-                err.address, f"{err.reason} ({where})"
-            ) from err
+            after = silent if isinstance(err.__cause__, TimeoutError) else f"({where})"
+            raise ServerUnavailableError(err.address, f"{err.reason} {after}") from err
         except TimeoutError as err:
             raise ServerUnavailableError(
-                settings.address, f"no answer in {CHECK_TIMEOUT_S:g} s ({where})"
+                settings.address, f"no answer in {CHECK_TIMEOUT_S:g} s {silent}"
             ) from err
         except ReplyError as err:
             raise _refusal(source, settings, err, where) from err

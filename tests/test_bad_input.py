@@ -313,7 +313,7 @@ def workload_payload_missing(ctx: Context) -> Case:
 
 def driver_case(ctx: Context, driver: Path, expected: list[str]) -> Case:
     args = ["-d", str(driver), "--test-duration", "1s", "--warmup-duration", "0"]
-    return Case([*args, str(SMOKE)], expected)
+    return Case([*args, *ctx.output(), str(SMOKE)], expected)
 
 
 @case
@@ -374,6 +374,17 @@ def driver_port_out_of_range(ctx: Context) -> Case:
     path = write_driver(ctx.tmp / "driver-port-big.yaml", ctx.redis_url)
     path.write_text(path.read_text().replace("redisPort:", "redisPort: 70000 #"))
     return driver_case(ctx, path, [f"{path}: redisPort: 70000", "1-65535"])
+
+
+@case
+def driver_tls_key_without_tls(ctx: Context) -> Case:
+    # Not a plaintext run that quietly leaves the key unused.
+    path = write_driver(
+        ctx.tmp / "driver-tls-off.yaml", ctx.redis_url, redisTlsCaFile="ca.pem"
+    )
+    return driver_case(
+        ctx, path, [f"{path}: redisTlsCaFile: 'ca.pem'", "set redisTls: true"]
+    )
 
 
 @case

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from aioredismq.connection import Connection, ConnectionSettings
-from aioredismq.errors import DriverConfigError
+from aioredismq.errors import DriverConfigError, ServerUnavailableError
 from aioredismq.topic import create_topic, trim_acknowledged
 from driver.base import ConsumerCallback
 from driver.redis_streams import RedisStreamsDriver
@@ -199,3 +200,52 @@ async def test_java_pool_keys_are_named_as_ignored(
 def test_a_misspelt_driver_key_is_refused() -> None:
     with pytest.raises(DriverConfigError, match="did you mean redisPort"):
         RedisStreamsDriver.check_config({"redisPrt": 6390}, "d.yaml")
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("redisTlsCaFile", "ca.pem"),
+        ("redisTlsCertFile", "client.pem"),
+        ("redisTlsKeyFile", "client.key"),
+        ("redisTlsVerify", False),
+    ],
+)
+@pytest.mark.parametrize("tls", [None, False], ids=["tls-unset", "tls-false"])
+def test_a_tls_key_without_tls_is_refused(
+    key: str, value: object, tls: bool | None
+) -> None:
+    config = {"redisHost": "127.0.0.1", key: value}
+    if tls is not None:
+        config["redisTls"] = tls
+    with pytest.raises(DriverConfigError) as caught:
+        RedisStreamsDriver.check_config(config, "d.yaml")
+    assert str(caught.value).startswith(f"d.yaml: {key}: {value!r} is not allowed; ")
+    assert "set redisTls: true" in str(caught.value)
+
+
+async def test_tls_to_a_plaintext_server_says_it_may_not_speak_tls(
+    settings: ConnectionSettings,
+) -> None:
+    """TLS on, against the plaintext test server: no answer either way, and
+    only the TLS check says the server may not speak it; a plaintext check
+    against a listener that never answers does not."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        plain = {"redisHost": "127.0.0.1", "redisPort": silent.getsockname()[1]}
+        tls = {
+            "redisHost": settings.host,
+            "redisPort": settings.port,
+            "redisTls": True,
+            "redisTlsVerify": False,
+        }
+        checks = [RedisStreamsDriver.check_server(c, "d.yaml") for c in (tls, plain)]
+        errors = await asyncio.gather(*checks, return_exceptions=True)
+    hint = "does not speak TLS on that port"
+    tls_error, plain_error = errors
+    assert isinstance(tls_error, ServerUnavailableError), tls_error
+    assert "no answer in 2 s" in str(tls_error)
+    assert hint in str(tls_error)
+    assert "set redisTls: false" in str(tls_error)
+    assert isinstance(plain_error, ServerUnavailableError), plain_error
+    assert "no answer in 2 s" in str(plain_error)
+    assert hint not in str(plain_error)
