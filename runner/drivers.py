@@ -24,6 +24,7 @@ import yaml
 from aioredismq.errors import DriverConfigError
 from runner.local_worker import load_driver_class
 from runner.protocol import DriverSpec
+from runner.yamlfiles import load_yaml
 
 __all__ = [
     "DEFAULT_DRIVER_FILE",
@@ -57,14 +58,13 @@ def _read_yaml(path: Path, source: str) -> dict[str, Any]:
             source, None, str(path.resolve()), f"cannot read it ({err}); {expected}"
         ) from err
     try:
-        document = yaml.safe_load(text)
+        document = load_yaml(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else "the file"
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise DriverConfigError(
-            source, None, f"{where}: {problem}", "expected valid YAML"
-        ) from err
+        if mark is not None:
+            problem = f"line {mark.line + 1}: {problem}"
+        raise DriverConfigError(source, None, problem, "expected valid YAML") from err
     if not isinstance(document, dict):
         kind = "an empty document" if document is None else type(document).__name__
         raise DriverConfigError(

@@ -7,7 +7,8 @@ unknown keys ignored), with two differences:
   `WorkloadError` naming the file, the key, the value and what is allowed: an
   unknown `keyDistributor` (OMB quietly treats it as NO_KEY), counts that are
   negative or not integers, a payload file that is missing or whose size is
-  not `messageSize`, and `producerRate: 0` combined with a backlog.
+  not `messageSize`, `producerRate: 0` combined with a backlog, and a key
+  given twice (whose last value would otherwise win without a word).
 * Two extension keys, `testDurationSeconds` and `warmupDurationSeconds`, take
   precedence over the minute fields when present, so a workload can finish in
   seconds. OMB's own tool ignores them and uses the minute fields.
@@ -28,6 +29,7 @@ from typing import Any, Final, TypeGuard
 import yaml
 
 from aioredismq.errors import ConfigError, WorkloadError, check_misspelt_keys
+from runner.yamlfiles import load_yaml
 
 __all__ = [
     "KeyDistributorType",
@@ -205,7 +207,7 @@ def _read_yaml(source: str, path: Path) -> Mapping[str, Any]:
             source, None, str(resolved), f"cannot read it ({err.strerror}); {expected}"
         ) from err
     try:
-        document = yaml.safe_load(raw)
+        document = load_yaml(raw)
     except yaml.YAMLError as err:
         problem = _yaml_problem(err)
         raise WorkloadError(source, None, problem, "expected valid YAML") from err
@@ -280,6 +282,15 @@ class _Fields:
     def fail(self, key: str, value: object, allowed: str) -> WorkloadError:
         return WorkloadError(self.source, key, value, allowed)
 
+    def not_a_number(
+        self, key: str, value: object, allowed: str, *, integer: bool = False
+    ) -> WorkloadError:
+        """A number key's error, which says so when the value is a number
+        that YAML read as a string."""
+        if isinstance(value, str):
+            allowed += _string_number_hint(value, integer=integer)
+        return self.fail(key, value, allowed)
+
     def integer(
         self, key: str, default: int, minimum: int, maximum: int | None = None
     ) -> int:
@@ -288,27 +299,28 @@ class _Fields:
         if isinstance(value, int) and not isinstance(value, bool):
             if value >= minimum and (maximum is None or value <= maximum):
                 return value
+        allowed = f"expected an integer from {minimum} to {maximum}"
         if maximum is None:
-            raise self.fail(key, value, f"expected an integer >= {minimum}")
-        raise self.fail(key, value, f"expected an integer from {minimum} to {maximum}")
+            allowed = f"expected an integer >= {minimum}"
+        raise self.not_a_number(key, value, allowed, integer=True)
 
     def ratio(self, key: str, default: float) -> float:
         value = self.document.get(key, default)
         if _is_number(value) and 0 <= value <= 1:
             return float(value)
-        raise self.fail(key, value, "expected a number from 0 to 1")
+        raise self.not_a_number(key, value, "expected a number from 0 to 1")
 
     def non_negative(self, key: str, default: float, allowed: str) -> float:
         value = self.document.get(key, default)
         if _is_number(value) and value >= 0:
             return float(value)
-        raise self.fail(key, value, allowed)
+        raise self.not_a_number(key, value, allowed)
 
     def positive(self, key: str) -> float:
         value = self.document.get(key)
         if _is_number(value) and value > 0:
             return float(value)
-        raise self.fail(key, value, "expected a finite number > 0")
+        raise self.not_a_number(key, value, "expected a finite number > 0")
 
     def boolean(self, key: str, default: bool) -> bool:
         value = self.document.get(key, default)
@@ -321,6 +333,31 @@ class _Fields:
         if value is None or isinstance(value, str):
             return value
         raise self.fail(key, value, allowed)
+
+
+_NUMBER_RE: Final = re.compile(r"([-+]?)(\d*)(\.?)(\d*)(?:[eE]([-+]?)(\d+))?")
+
+
+def _string_number_hint(text: str, *, integer: bool) -> str:
+    """What to write instead when `text`, a string, was meant as a number.
+
+    YAML 1.1, which PyYAML reads, takes `1e-9` and `5e3` for text: a number
+    with an exponent needs a dot and a signed exponent there (`1.0e-9`).
+    """
+    match = _NUMBER_RE.fullmatch(text.strip())
+    if match is None or not (match[2] or match[4]):
+        return ""
+    unquoted = yaml.safe_load(text)
+    if _is_number(unquoted) and (isinstance(unquoted, int) or not integer):
+        return "; it is a string (in quotes): write it without quotes"
+    sign, whole, _, fraction, exponent_sign, exponent = match.groups()
+    if integer or exponent is None:
+        return ""
+    written = f"{sign}{whole or '0'}.{fraction or '0'}e{exponent_sign or '+'}{exponent}"
+    return (
+        f"; YAML reads {text} as a string, not a number (it wants a dot and a "
+        f"signed exponent): write it as {written}"
+    )
 
 
 def _build(source: str, path: Path, document: Mapping[str, Any]) -> Workload:

@@ -250,6 +250,25 @@ def workload_top_level_list(ctx: Context) -> Case:
 
 
 @case
+def workload_key_given_twice(ctx: Context) -> Case:
+    path = write_workload(ctx.tmp / "twice.yaml")
+    path.write_text(path.read_text() + "producerRate: 5000\n")
+    return Case(
+        [*ctx.flags(), *ctx.output(), str(path)],
+        [str(path), "duplicate key 'producerRate' on lines 10 and 14"],
+    )
+
+
+@case
+def workload_number_yaml_reads_as_text(ctx: Context) -> Case:
+    path = write_workload(ctx.tmp / "exponent.yaml", producerRate="5e3")
+    return Case(
+        [*ctx.flags(), *ctx.output(), str(path)],
+        [f"{path}: producerRate: '5e3'", "a string", "write it as 5.0e+3"],
+    )
+
+
+@case
 def workload_unknown_key_distributor(ctx: Context) -> Case:
     path = write_workload(ctx.tmp / "distributor.yaml", keyDistributor="ROUND_ROBIN")
     return Case(

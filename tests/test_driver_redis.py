@@ -197,6 +197,21 @@ async def test_java_pool_keys_are_named_as_ignored(
     ]
 
 
+def test_a_driver_key_given_twice_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "redis.yaml"
+    path.write_text(
+        "name: Redis\n"
+        "driverClass: driver.redis_streams.RedisStreamsDriver\n"
+        "redisPort: 6379\nredisHost: 127.0.0.1\nredisPort: 6380\n"
+    )
+    with pytest.raises(
+        DriverConfigError,
+        match=f"^{path}: \"duplicate key 'redisPort' on lines 3 and 5\" is not "
+        "allowed; expected valid YAML$",
+    ):
+        load_driver_spec(path)
+
+
 def test_a_misspelt_driver_key_is_refused() -> None:
     with pytest.raises(DriverConfigError, match="did you mean redisPort"):
         RedisStreamsDriver.check_config({"redisPrt": 6390}, "d.yaml")

@@ -22,6 +22,8 @@ from runner.workload import (
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ABSENT = object()
+# A number in quotes is a string to YAML, and the error says so.
+IN_QUOTES = "; it is a string (in quotes): write it without quotes"
 
 # The smallest document a run accepts; tests add, change or drop keys.
 MINIMAL: dict[str, Any] = {
@@ -245,12 +247,11 @@ def test_counts_must_be_integers_of_at_least_one(
     tmp_path: Path, key: str, value: object
 ) -> None:
     path = write_workload(tmp_path, **{key: value})
+    allowed = "expected an integer >= 1" + (IN_QUOTES if value == "3" else "")
 
     with pytest.raises(
         WorkloadError,
-        match=exactly(
-            f"{path}: {key}: {value!r} is not allowed; expected an integer >= 1"
-        ),
+        match=exactly(f"{path}: {key}: {value!r} is not allowed; {allowed}"),
     ):
         load_workload(path)
 
@@ -293,10 +294,13 @@ BAD_VALUES = [
     ("testDurationMinutes", -1, "expected an integer >= 0"),
     ("testDurationMinutes", 1.5, "expected an integer >= 0"),
     ("warmupDurationMinutes", -1, "expected an integer >= 0"),
-    ("warmupDurationMinutes", "1", "expected an integer >= 0"),
+    ("warmupDurationMinutes", "1", "expected an integer >= 0" + IN_QUOTES),
+    ("topics", "1e2", "expected an integer >= 1"),
     ("testDurationSeconds", 0, "expected a finite number > 0"),
     ("testDurationSeconds", -6, "expected a finite number > 0"),
-    ("testDurationSeconds", "6", "expected a finite number > 0"),
+    ("testDurationSeconds", "6", "expected a finite number > 0" + IN_QUOTES),
+    ("testDurationSeconds", "0.5", "expected a finite number > 0" + IN_QUOTES),
+    ("producerRate", "fast", RATE),
     ("testDurationSeconds", None, "expected a finite number > 0"),
     ("warmupDurationSeconds", -1, "expected a finite number >= 0"),
     ("warmupDurationSeconds", True, "expected a finite number >= 0"),
@@ -391,6 +395,67 @@ def test_a_directory_is_not_a_workload_file(tmp_path: Path) -> None:
         + "file$",
     ):
         load_workload(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("key", "text", "written"),
+    [
+        ("testDurationSeconds", "1e-9", "1.0e-9"),
+        ("warmupDurationSeconds", "-1E3", "-1.0e+3"),
+        ("producerRate", "5e3", "5.0e+3"),
+        ("backlogDrainRatio", "1.0e0", "1.0e+0"),
+    ],
+)
+def test_a_number_yaml_reads_as_a_string_is_named_as_such(
+    tmp_path: Path, key: str, text: str, written: str
+) -> None:
+    """YAML 1.1 reads a number with an exponent but no dot or no sign in it
+    as a string; the error says how to write it instead."""
+    path = write_workload(tmp_path, **{key: ABSENT})
+    with path.open("a") as file:
+        file.write(f"{key}: {text}\n")
+
+    with pytest.raises(WorkloadError) as caught:
+        load_workload(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: {key}: {text!r} is not allowed; expected ")
+    assert message.endswith(
+        f"; YAML reads {text} as a string, not a number (it wants a dot and a "
+        f"signed exponent): write it as {written}"
+    )
+    # Written that way, it is a number.
+    path.write_text(path.read_text().replace(f"{key}: {text}", f"{key}: {written}"))
+    assert yaml.safe_load(path.read_text())[key] == float(text)
+
+
+def test_a_key_given_twice_is_refused(tmp_path: Path) -> None:
+    """PyYAML would keep the last value; the rate would change unnoticed."""
+    path = write_workload(tmp_path, producerRate=1000)
+    with path.open("a") as file:
+        file.write("producerRate: 50000\n")
+    lines = path.read_text().splitlines()
+    first = lines.index("producerRate: 1000") + 1
+
+    with pytest.raises(
+        WorkloadError,
+        match=exactly(
+            f"{path}: \"duplicate key 'producerRate' on lines {first} and "
+            f'{len(lines)}" is not allowed; expected valid YAML'
+        ),
+    ):
+        load_workload(path)
+
+
+def test_a_merged_key_may_be_overridden(tmp_path: Path) -> None:
+    """YAML's merge key copies a mapping in; a key after it overrides one of
+    the copied ones, which is no repetition."""
+    path = tmp_path / "merged.yaml"
+    shared = yaml.safe_dump({"shared": MINIMAL}, sort_keys=False)
+    path.write_text(
+        shared.replace("shared:", "shared: &shared", 1) + "<<: *shared\ntopics: 3\n"
+    )
+
+    assert load_workload(path).topics == 3
 
 
 def test_text_that_is_not_yaml(tmp_path: Path) -> None:
