@@ -544,8 +544,7 @@ def flag_output_in_missing_directory(ctx: Context) -> Case:
 
 @case
 def flag_output_where_no_file_can_be_made(ctx: Context) -> Case:
-    # /proc lets a process write into it as far as permissions go, but holds
-    # no files but its own.
+    # Root passes a permission check on /proc, but no file can be made there.
     args = [*ctx.flags(), "-o", "/proc/result.json", str(SMOKE)]
     return Case(
         args, ["--output: '/proc/result.json'", "cannot create a file in /proc"]
