@@ -24,10 +24,10 @@ from typing import Any, Self
 from aioredismq import topic as topics
 from aioredismq.cluster import ClusterConnections
 from aioredismq.connection import Connection, ConnectionSettings, encode_command
-from aioredismq.consumer import AckMode, ConsumerStats, Entry, GroupConsumer
+from aioredismq.consumer import AckMode, Batch, ConsumerStats, GroupConsumer
 from aioredismq.errors import ClosedError, ConfigError, RedisConnectionError
 from aioredismq.keys import META_PREFIX, dead_letter_key
-from aioredismq.message import Message, iter_entries, parse_fields
+from aioredismq.message import Message, parse_entries, parse_fields
 from aioredismq.producer import Producer
 from aioredismq.recovery import ORIGIN_FIELDS
 from aioredismq.routing import Router, SingleNode
@@ -315,6 +315,7 @@ class Consumer(_Running):
             group,
             name,
             self._enqueue,
+            columns=True,
             ack_mode=AckMode.NONE if ack_mode is AckMode.NONE else AckMode.MANUAL,
             max_unacked=prefetch,
             count=prefetch,
@@ -325,7 +326,7 @@ class Consumer(_Running):
             max_deliveries=max_deliveries,
         )
         # Batches read and not yet handed out, each an iterator that makes
-        # its messages as they are taken (see `iter_entries`).
+        # its messages as they are taken (see `Batch.messages`).
         self._ready: collections.deque[Iterator[Message]] = collections.deque()
         self._waiter: asyncio.Future[None] | None = None
         self._previous: Message | None = None
@@ -338,10 +339,8 @@ class Consumer(_Running):
     def stats(self) -> ConsumerStats:
         return self._engine.stats
 
-    def _enqueue(
-        self, partition: int, entries: list[Entry], deliveries: list[int] | None
-    ) -> None:
-        self._ready.append(iter_entries(partition, entries, deliveries))
+    def _enqueue(self, batch: Batch) -> None:
+        self._ready.append(batch.messages())
         self._wake()
 
     def _take(self) -> Message | None:
@@ -612,7 +611,7 @@ class Subscriber(_Running):
         for stream, entries in streams:
             partition = keys.index(stream.decode())
             self._cursors[partition] = entries[-1][0]
-            messages += [parse_fields(i, partition, f) for i, f in entries]
+            messages += parse_entries(partition, entries)
         return messages
 
     def __aiter__(self) -> AsyncIterator[Message]:

@@ -10,6 +10,13 @@ On start, and after every reconnect, the reader first drains this consumer's
 own pending history (ids it was given before and never acked), then asks for
 new entries. A history entry whose data was trimmed away comes back without
 fields: it is acked and counted as a tombstone, never handed to the handler.
+
+A handler gets a partition's entries either as the server sends them
+(`[id, [field, value, ...]]` lists) or, with `columns=True`, as a `Batch`:
+ids, payloads and timestamps in flat lists, taken out of the reply while the
+connection parses it. The second way is the cheaper one: a read of thousands
+of entries is a few lists by the time any other code runs, instead of two
+lists per entry for the garbage collector to walk.
 """
 
 from __future__ import annotations
@@ -19,9 +26,10 @@ import enum
 import inspect
 import logging
 from bisect import bisect_right
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from itertools import repeat
 from operator import itemgetter
-from typing import Any
+from typing import Any, cast
 
 from aioredismq.connection import (
     Connection,
@@ -36,14 +44,22 @@ from aioredismq.errors import (
     NoGroupError,
     RedisConnectionError,
 )
-from aioredismq.message import FIELD_PAYLOAD, FIELD_TS, producer_layout
+from aioredismq.message import (
+    FIELD_PAYLOAD,
+    FIELD_TS,
+    Message,
+    parse_fields,
+    producer_layout,
+)
 from aioredismq.recovery import claim_idle, dead_letter
 from aioredismq.routing import Router, SingleNode
 from aioredismq.topic import Topic
 
 __all__ = [
     "AckMode",
+    "Batch",
     "BatchHandler",
+    "ColumnHandler",
     "ConsumerStats",
     "Entry",
     "GroupConsumer",
@@ -62,6 +78,7 @@ Entry = list[Any]
 BatchHandler = Callable[[int, list[Entry], list[int] | None], Awaitable[None] | None]
 
 _NEW = b">"
+_FOUR = 4  # fields of a plain Producer entry: ts_us, <ts>, payload, <payload>
 _ID = itemgetter(0)
 _FIELDS = itemgetter(1)
 _VALUE_1 = itemgetter(1)
@@ -142,6 +159,122 @@ def batch_payloads_ts(entries: list[Entry]) -> tuple[list[bytes], list[int]]:
     return [p for p, _ in pairs], [ts for _, ts in pairs]
 
 
+#: Called with one partition's entries of a read as a `Batch` (columns=True).
+ColumnHandler = Callable[["Batch"], Awaitable[None] | None]
+
+
+class Batch:
+    """One partition's entries from one read, as columns, in stream order:
+    `ids[i]`, `payloads[i]` and the i-th timestamp belong to one entry.
+
+    `fields` holds every entry's whole field list, but only when some entry
+    has more than Producer's timestamp and payload (a key, headers, another
+    writer's layout); otherwise None. `deliveries`: how often each entry was
+    delivered, when known (entries claimed by recovery); None for first
+    deliveries.
+    """
+
+    __slots__ = ("partition", "ids", "payloads", "fields", "deliveries", "_stamps")
+
+    def __init__(
+        self,
+        partition: int,
+        ids: list[bytes],
+        payloads: list[bytes],
+        stamps: Sequence[bytes | int],
+        fields: list[list[bytes]] | None = None,
+        deliveries: list[int] | None = None,
+    ) -> None:
+        self.partition = partition
+        self.ids = ids
+        self.payloads = payloads
+        self.fields = fields
+        self.deliveries = deliveries
+        # As the entries hold them (decimal digits) until asked for.
+        self._stamps = stamps
+
+    @classmethod
+    def from_entries(
+        cls, partition: int, entries: list[Entry], deliveries: list[int] | None = None
+    ) -> Batch:
+        """A batch of `[id, fields]` entries, none of them a tombstone."""
+        fields = list(map(_FIELDS, entries))
+        ids = list(map(_ID, entries))
+        if producer_layout(fields):
+            plain = list(map(len, fields)).count(_FOUR) == len(fields)
+            return cls(
+                partition,
+                ids,
+                list(map(_VALUE_3, fields)),
+                list(map(_VALUE_1, fields)),
+                None if plain else fields,
+                deliveries,
+            )
+        pairs = [entry_payload_ts(f) for f in fields]
+        return cls(
+            partition,
+            ids,
+            [payload for payload, _ in pairs],
+            [stamp for _, stamp in pairs],
+            fields,
+            deliveries,
+        )
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def timestamps_us(self) -> list[int]:
+        """The producer's timestamps, µs (0 where an entry has none)."""
+        return list(map(int, self._stamps))
+
+    def entries(self) -> list[Entry]:
+        """The batch as `[id, fields]` entries, as a plain handler gets them."""
+        if self.fields is not None:
+            return [[i, f] for i, f in zip(self.ids, self.fields, strict=True)]
+        return [
+            [i, [FIELD_TS, ts, FIELD_PAYLOAD, p]]
+            for i, ts, p in zip(self.ids, self._stamps, self.payloads, strict=True)
+        ]
+
+    def messages(self) -> Iterator[Message]:
+        """The batch as `Message`s, each made only when taken.
+
+        For a plain batch the columns are all there is: a batch waiting for
+        its turn holds a few lists, not one object per message.
+        """
+        counts = repeat(1) if self.deliveries is None else iter(self.deliveries)
+        if self.fields is None:
+            return map(
+                Message,
+                self.ids,
+                repeat(self.partition),
+                self.payloads,
+                repeat(None),
+                iter(dict, None),  # a new, empty headers dict each
+                map(int, self._stamps),
+                counts,
+            )
+        return map(parse_fields, self.ids, repeat(self.partition), self.fields, counts)
+
+
+class _StreamRead:
+    """What one read returned for one stream, taken apart while parsing."""
+
+    __slots__ = ("stream", "last_id", "batch", "tombstones")
+
+    def __init__(
+        self,
+        stream: bytes,
+        last_id: bytes | None,
+        batch: Batch | None,
+        tombstones: list[bytes],
+    ) -> None:
+        self.stream = stream
+        self.last_id = last_id
+        self.batch = batch
+        self.tombstones = tombstones
+
+
 def _encode_ids(ids: list[bytes]) -> bytes:
     """`ids` as RESP bulk strings, grouped by length (XACK takes any order).
 
@@ -191,7 +324,8 @@ class GroupConsumer:
     """A member of a consumer group reading some partitions of a topic.
 
     `handler(partition, entries, deliveries)` runs once per partition per
-    read. In `AckMode.AFTER_HANDLER` the entries are acked in the next round
+    read; with `columns=True` it is `handler(batch)` instead (see `Batch`).
+    In `AckMode.AFTER_HANDLER` the entries are acked in the next round
     trip after it returns (or after its awaitable completes); if it raises,
     they stay pending and come back through recovery. With `claim_idle_ms`
     set, a sweep every `claim_interval_ms` claims entries idle that long from
@@ -206,8 +340,9 @@ class GroupConsumer:
         topic: Topic,
         group: str,
         name: str,
-        handler: BatchHandler,
+        handler: BatchHandler | ColumnHandler,
         *,
+        columns: bool = False,
         partitions: Sequence[int] | None = None,
         count: int = 100,
         block_ms: int = 100,
@@ -245,6 +380,9 @@ class GroupConsumer:
         self.group = group
         self.name = name
         self.handler = handler
+        self.columns = columns
+        self._on_entries = None if columns else cast(BatchHandler, handler)
+        self._on_batch = cast(ColumnHandler, handler) if columns else None
         self.partitions = list(
             range(topic.partitions) if partitions is None else partitions
         )
@@ -458,7 +596,8 @@ class GroupConsumer:
             keyed, acked = self._take_ack_commands(keys)
             commands = [command for _, command in keyed]
             commands.append(self._read_command(cursors))
-            replies = await conn.request(b"".join(commands), len(commands))
+            convert = self._take_apart if self.columns else None
+            replies = await conn.request(b"".join(commands), len(commands), convert)
             for reply in replies[:-1]:
                 raise_for_reply(reply)
             self.stats.acked += acked
@@ -472,12 +611,43 @@ class GroupConsumer:
                 await self._dispatch(reply, cursors)
             # A history read that returned nothing for a stream is done.
             if reply is None or len(reply) < len(cursors):
-                returned = {stream.decode() for stream, _ in reply or []}
+                returned = {stream.decode() for stream in self._streams_of(reply)}
                 for key, cursor in cursors.items():
                     if cursor != _NEW and key not in returned:
                         cursors[key] = _NEW
 
+    def _streams_of(self, reply: list[Any] | None) -> list[bytes]:
+        if not reply:
+            return []
+        if self.columns:
+            return [read.stream for read in reply]
+        return [stream for stream, _ in reply]
+
+    def _take_apart(self, replies: list[Any]) -> list[Any]:
+        """The read's reply as `_StreamRead`s (run by the connection while
+        parsing; an error reply or None is left as it is)."""
+        reply = replies[-1]
+        if type(reply) is list:
+            replies[-1] = [self._stream_read(s, entries) for s, entries in reply]
+        return replies
+
+    def _stream_read(self, stream: bytes, entries: list[Entry]) -> _StreamRead:
+        if not entries:
+            return _StreamRead(stream, None, None, [])
+        last_id = entries[-1][0]
+        tombstones: list[bytes] = []
+        if None in map(_FIELDS, entries):
+            tombstones = [entry[0] for entry in entries if entry[1] is None]
+            entries = [entry for entry in entries if entry[1] is not None]
+            if not entries:
+                return _StreamRead(stream, last_id, None, tombstones)
+        batch = Batch.from_entries(self._index_of[stream], entries)
+        return _StreamRead(stream, last_id, batch, tombstones)
+
     async def _dispatch(self, reply: list[Any], cursors: dict[str, bytes]) -> None:
+        if self.columns:
+            await self._dispatch_batches(reply, cursors)
+            return
         for stream, entries in reply:
             key = stream.decode()
             if cursors[key] != _NEW:
@@ -489,6 +659,46 @@ class GroupConsumer:
                 if not entries:
                     continue
             await self._hand_over(self._index_of[stream], key, entries, None)
+
+    async def _dispatch_batches(
+        self, reads: list[_StreamRead], cursors: dict[str, bytes]
+    ) -> None:
+        for read in reads:
+            key = read.stream.decode()
+            if cursors[key] != _NEW:
+                if read.last_id is None:
+                    cursors[key] = _NEW
+                    continue
+                cursors[key] = read.last_id
+            if read.tombstones:
+                self.stats.tombstones += len(read.tombstones)
+                self._acks.setdefault(key, []).extend(read.tombstones)
+            if read.batch is not None:
+                await self._hand_over_batch(key, read.batch)
+
+    async def _hand_over_batch(self, key: str, batch: Batch) -> None:
+        assert self._on_batch is not None
+        count = len(batch.ids)
+        self.stats.delivered += count
+        if self.ack_mode is AckMode.MANUAL:
+            self._unacked += count
+        try:
+            result = self._on_batch(batch)
+            if inspect.isawaitable(result):
+                await result
+        except Exception as err:
+            logger.exception(
+                "handler failed; %d entries of %s stay pending", count, key
+            )
+            for entry_id in batch.ids:
+                self.fail(entry_id, err)
+            return
+        if self.ack_mode is AckMode.AFTER_HANDLER:
+            acks = self._acks.get(key)
+            if acks is None:
+                self._acks[key] = batch.ids.copy()
+            else:
+                acks += batch.ids
 
     def _drop_tombstones(self, key: str, entries: list[Entry]) -> list[Entry]:
         live = [entry for entry in entries if entry[1] is not None]
@@ -505,11 +715,15 @@ class GroupConsumer:
         entries: list[Entry],
         deliveries: list[int] | None,
     ) -> None:
+        if self._on_entries is None:
+            batch = Batch.from_entries(partition, entries, deliveries)
+            await self._hand_over_batch(key, batch)
+            return
         self.stats.delivered += len(entries)
         if self.ack_mode is AckMode.MANUAL:
             self._unacked += len(entries)
         try:
-            result = self.handler(partition, entries, deliveries)
+            result = self._on_entries(partition, entries, deliveries)
             if inspect.isawaitable(result):
                 await result
         except Exception as err:

@@ -8,7 +8,7 @@ unless a caller asks for text.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import itemgetter
@@ -21,7 +21,6 @@ __all__ = [
     "HEADER_PREFIX",
     "Message",
     "encode_fields",
-    "iter_entries",
     "parse_entries",
     "parse_fields",
     "producer_layout",
@@ -114,19 +113,14 @@ def producer_layout(fields: list[list[Any]]) -> bool:
     return names.count(FIELD_TS) == count and names_2.count(FIELD_PAYLOAD) == count
 
 
-def iter_entries(
+def parse_entries(
     partition: int, entries: list[Any], deliveries: list[int] | None = None
-) -> Iterator[Message]:
+) -> list[Message]:
     """`Message`s from a batch of `[id, fields]` entries of one partition,
-    with their delivery counts (None: all first deliveries), built one at a
-    time as they are taken.
+    with their delivery counts (None: all first deliveries).
 
-    The same as `parse_fields` per entry. For a batch of plain `Producer`
-    entries (no key, no headers) the ids, payloads and timestamps are taken
-    out of the entries up front, in C-level passes, and each `Message` is
-    made only when asked for: the entries' lists can go at once, and a batch
-    waiting for its turn holds a few lists rather than one object per
-    message for the garbage collector to walk.
+    The same as `parse_fields` per entry; a batch of plain `Producer`
+    entries (no key, no headers) is built without a Python loop per entry.
     """
     fields = list(map(_FIELDS, entries))
     counts: Iterable[int] = repeat(1)
@@ -137,26 +131,19 @@ def iter_entries(
             )
         counts = deliveries
     if producer_layout(fields) and list(map(len, fields)).count(4) == len(fields):
-        return map(
-            Message,
-            list(map(_ID, entries)),
-            repeat(partition),
-            list(map(_FOURTH, fields)),
-            repeat(None),
-            iter(dict, None),  # a new, empty headers dict each
-            map(int, list(map(_SECOND, fields))),
-            counts,
+        return list(
+            map(
+                Message,
+                map(_ID, entries),
+                repeat(partition),
+                map(_FOURTH, fields),
+                repeat(None),
+                iter(dict, None),  # a new, empty headers dict each
+                map(int, map(_SECOND, fields)),
+                counts,
+            )
         )
-    return iter(
-        [
-            parse_fields(entry[0], partition, entry[1], count)
-            for entry, count in zip(entries, counts, strict=False)
-        ]
-    )
-
-
-def parse_entries(
-    partition: int, entries: list[Any], deliveries: list[int] | None = None
-) -> list[Message]:
-    """`iter_entries`, all at once."""
-    return list(iter_entries(partition, entries, deliveries))
+    return [
+        parse_fields(entry[0], partition, entry[1], count)
+        for entry, count in zip(entries, counts, strict=False)
+    ]

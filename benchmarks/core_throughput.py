@@ -54,10 +54,10 @@ Consuming (only consuming is timed: the streams are first filled in the
 contender's own format and the group is created at id 0; the clock runs from
 starting the consumer until its handler has seen every message, and each
 handler reads every payload; afterwards nothing may be left pending):
-  aioredismq GroupConsumer `GroupConsumer` with a plain batch handler that
-                           takes the batch's payloads with `batch_payloads`,
-                           COUNT --batch per partition, acked after the
-                           handler (payloads only, as the other handlers:
+  aioredismq GroupConsumer `GroupConsumer(..., columns=True)`: a batch
+                           handler that reads every payload of the `Batch`
+                           it gets, COUNT --batch per partition, acked after
+                           the handler (payloads only, as the other handlers:
                            the producer's timestamp is not parsed)
   aioredismq Consumer.run  `Client.consumer(...).run(handler)`, one handler
                            call per message, acked after it returns
@@ -100,7 +100,7 @@ from aioredismq.connection import (  # noqa: E402
     ConnectionSettings,
     encode_command,
 )
-from aioredismq.consumer import Entry, GroupConsumer, batch_payloads  # noqa: E402
+from aioredismq.consumer import Batch, GroupConsumer  # noqa: E402
 from aioredismq.message import Message  # noqa: E402
 from aioredismq.producer import Producer  # noqa: E402
 from aioredismq.topic import Topic  # noqa: E402
@@ -353,11 +353,11 @@ async def fill_faststream(setup: Setup, watch: Stopwatch) -> None:
 async def aioredismq_group_consumer(setup: Setup, watch: Stopwatch) -> None:
     tally = Tally(setup.messages)
 
-    def handler(partition: int, entries: list[Entry], _: list[int] | None) -> None:
+    def handler(batch: Batch) -> None:
         size = 0
-        for payload in batch_payloads(entries):
+        for payload in batch.payloads:
             size += len(payload)
-        tally.add(len(entries), size)
+        tally.add(len(batch.ids), size)
 
     consumer = GroupConsumer(
         ConnectionSettings.from_url(setup.url),
@@ -365,6 +365,7 @@ async def aioredismq_group_consumer(setup: Setup, watch: Stopwatch) -> None:
         GROUP,
         CONSUMER_NAME,
         handler,
+        columns=True,
         count=setup.batch,
     )
     watch.start()
