@@ -21,7 +21,13 @@ from hdrh.histogram import HdrHistogram
 
 from aioredismq.errors import WorkerError
 from runner import histograms
-from runner.control import BacklogPhase, RateController
+from runner.control import (
+    BUILDING_BACKLOG,
+    DRAINING_BACKLOG,
+    MEASURING,
+    BacklogPhase,
+    RateController,
+)
 from runner.payloads import load_payloads
 from runner.protocol import (
     CountersStats,
@@ -55,7 +61,6 @@ DRAIN_TIMEOUT_S = 30.0
 # The two phases whose length the workload sets (the others last as long as
 # the work they do takes).
 WARMING_UP = "warming up"
-MEASURING = "measuring"
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,15 +110,18 @@ def planned_durations(workload: Workload) -> dict[str, float | None]:
     """How long each timed phase of a run of `workload` is meant to last.
 
     None where the end is not known in advance: a workload without a test
-    duration runs until stopped, and with a backlog to build and drain the
-    measured phase lasts as long as that takes, plus the test duration. A
-    warm-up of 0 is skipped, so it is left out.
+    duration runs until stopped, and a backlog takes as long as it takes to
+    build and drain (the measured phase spans both, then the test duration).
+    A warm-up of 0 is skipped, so it is left out.
     """
     planned: dict[str, float | None] = {}
     if workload.warmup_duration_s > 0:
         planned[WARMING_UP] = workload.warmup_duration_s
-    backlog = workload.consumer_backlog_size_gb > 0
-    planned[MEASURING] = None if backlog else workload.test_duration_s
+    if workload.consumer_backlog_size_gb > 0:
+        # Measuring starts with the build; the test duration follows the drain.
+        planned[BUILDING_BACKLOG] = None
+        planned[DRAINING_BACKLOG] = None
+    planned[MEASURING] = workload.test_duration_s
     return planned
 
 
@@ -235,12 +243,14 @@ async def _run_phases(
                 workload.backlog_drain_ratio,
                 workload.test_duration_s,
                 settings.drain_timeout_s,
+                phase,
             )
             backlog.start()
 
         await worker.reset_stats()
         outcome.measured_from_s = round(time.monotonic() - load_started_s, 3)
-        phase(MEASURING)
+        if backlog is None:
+            phase(MEASURING)  # else the backlog phase names its steps
         await _stats_loop(
             worker,
             workload,

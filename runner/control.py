@@ -27,12 +27,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aioredismq.tasks import cancel_and_wait
 from runner.protocol import Worker
 
-__all__ = ["BacklogPhase", "RateController", "next_rate"]
+__all__ = [
+    "BUILDING_BACKLOG",
+    "DRAINING_BACKLOG",
+    "MEASURING",
+    "BacklogPhase",
+    "RateController",
+    "next_rate",
+]
+
+# Phases of a run with a backlog to build and drain, as the run names them.
+BUILDING_BACKLOG = "building backlog"
+DRAINING_BACKLOG = "draining backlog"
+MEASURING = "measuring"
 
 logger = logging.getLogger(__name__)
 
@@ -149,6 +162,9 @@ class BacklogPhase:
     drain_ratio: float
     test_duration_s: float | None
     drain_timeout_s: float
+    #: Told BUILDING_BACKLOG, DRAINING_BACKLOG, then MEASURING once the test
+    #: duration after a completed drain begins.
+    on_phase: Callable[[str], None] = lambda name: None
     done: asyncio.Event = field(default_factory=asyncio.Event)
     status: dict[str, object] = field(default_factory=dict)
     _task: asyncio.Task[None] | None = None
@@ -169,6 +185,7 @@ class BacklogPhase:
         requested_bytes = self.backlog_size_gb * GIB
         deadline = time.monotonic() + self.drain_timeout_s
         await self.worker.pause_consumers()
+        self.on_phase(BUILDING_BACKLOG)
         started = time.monotonic()
         logger.info(
             "building a backlog of %.3f GB with consumers paused", self.backlog_size_gb
@@ -185,6 +202,7 @@ class BacklogPhase:
         self.status["buildSeconds"] = round(built - started, 3)
         self.status["buildComplete"] = built_enough
         await self.worker.resume_consumers()
+        self.on_phase(DRAINING_BACKLOG)
 
         target = max(
             1000,
@@ -210,6 +228,7 @@ class BacklogPhase:
             self.status["drainComplete"] = True
         self.status["drainSeconds"] = round(time.monotonic() - built, 3)
         if self.status.get("drainComplete") and self.test_duration_s:
+            self.on_phase(MEASURING)
             await asyncio.sleep(self.test_duration_s)
         self.done.set()
 

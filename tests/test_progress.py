@@ -33,6 +33,7 @@ from test_bad_input import MARKER_VARIABLE, wait_for_no_leftovers
 
 from aioredismq.connection import ConnectionSettings
 from runner.benchmark import MEASURING, WARMING_UP, PeriodSummary, planned_durations
+from runner.control import BUILDING_BACKLOG, DRAINING_BACKLOG
 from runner.progress import (
     FAILED,
     ProgressBoard,
@@ -93,7 +94,15 @@ def test_planned_durations_follow_the_workload() -> None:
         MEASURING: None,
     }
     backlog = dataclasses.replace(smoke, consumer_backlog_size_gb=1)
-    assert planned_durations(backlog) == {WARMING_UP: 2.0, MEASURING: None}
+    assert planned_durations(backlog) == {
+        WARMING_UP: 2.0,
+        BUILDING_BACKLOG: None,
+        DRAINING_BACKLOG: None,
+        MEASURING: 6.0,  # after the drain
+    }
+    assert list(planned_durations(backlog)) == [
+        WARMING_UP, BUILDING_BACKLOG, DRAINING_BACKLOG, MEASURING
+    ]  # fmt: skip
 
 
 def test_phases_and_remaining_time() -> None:

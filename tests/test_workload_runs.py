@@ -43,6 +43,9 @@ def test_workload_runs_to_a_valid_result(
     sidecar = json.loads(Path(str(result_path) + ".sidecar").read_text())
     if "backlog" in name:
         assert sidecar["backlog"]["drainComplete"] is False
+        # The phases are named as they begin (the progress display shows them).
+        assert "runner.benchmark: building backlog" in done.stderr
+        assert "runner.benchmark: draining backlog" in done.stderr
         assert "drain incomplete" in done.stderr
     discovers_rate = (
         yaml.safe_load((ROOT / "workloads" / name).read_text())["producerRate"] == 0
