@@ -27,7 +27,7 @@ import inspect
 import logging
 from bisect import bisect_right
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from itertools import repeat
+from itertools import chain, repeat
 from operator import itemgetter
 from typing import Any, cast
 
@@ -198,16 +198,33 @@ class Batch:
         cls, partition: int, entries: list[Entry], deliveries: list[int] | None = None
     ) -> Batch:
         """A batch of `[id, fields]` entries, none of them a tombstone."""
-        fields = list(map(_FIELDS, entries))
+        return cls._of(partition, entries, list(map(_FIELDS, entries)), deliveries)
+
+    @classmethod
+    def _of(
+        cls,
+        partition: int,
+        entries: list[Entry],
+        fields: list[list[bytes]],
+        deliveries: list[int] | None,
+    ) -> Batch:
         ids = list(map(_ID, entries))
-        if producer_layout(fields):
-            plain = list(map(len, fields)).count(_FOUR) == len(fields)
+        count = len(fields)
+        if list(map(len, fields)).count(_FOUR) == count:
+            # Four fields each: one flat list, cut into columns by slicing.
+            flat = list(chain.from_iterable(fields))
+            if (
+                flat[0::4].count(FIELD_TS) == count
+                and flat[2::4].count(FIELD_PAYLOAD) == count
+            ):
+                return cls(partition, ids, flat[3::4], flat[1::4], None, deliveries)
+        elif producer_layout(fields):  # with a key or headers after the payload
             return cls(
                 partition,
                 ids,
                 list(map(_VALUE_3, fields)),
                 list(map(_VALUE_1, fields)),
-                None if plain else fields,
+                fields,
                 deliveries,
             )
         pairs = [entry_payload_ts(f) for f in fields]
@@ -636,12 +653,14 @@ class GroupConsumer:
             return _StreamRead(stream, None, None, [])
         last_id = entries[-1][0]
         tombstones: list[bytes] = []
-        if None in map(_FIELDS, entries):
+        fields = list(map(_FIELDS, entries))
+        if None in fields:
             tombstones = [entry[0] for entry in entries if entry[1] is None]
             entries = [entry for entry in entries if entry[1] is not None]
             if not entries:
                 return _StreamRead(stream, last_id, None, tombstones)
-        batch = Batch.from_entries(self._index_of[stream], entries)
+            fields = list(map(_FIELDS, entries))
+        batch = Batch._of(self._index_of[stream], entries, fields, None)
         return _StreamRead(stream, last_id, batch, tombstones)
 
     async def _dispatch(self, reply: list[Any], cursors: dict[str, bytes]) -> None:
