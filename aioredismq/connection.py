@@ -16,12 +16,13 @@ middle of building them would move the half-built reply into an older
 generation, where it counts towards the next full collection, which walks
 every object of the process. Nothing but the parser runs in that window,
 and a batch's `convert` (see `request`), which can turn such a reply into a
-few flat lists before the collector sees it. For the same reason, while a
-single batch is waiting, bytes that do not end a reply (every RESP reply
-ends with CR LF) are only buffered: the server sends a large reply in many
-pieces, and parsing each as it comes would keep a half-built reply alive
-across many turns of the event loop. With one batch waiting, no reply can
-complete any sooner that way.
+few flat lists before the collector sees it, and before the next reply's
+objects are made (which then reuse the memory just freed, still in cache).
+For the same reason, while a single batch is waiting, bytes that do not end
+a reply (every RESP reply ends with CR LF) are only buffered: the server
+sends a large reply in many pieces, and parsing each as it comes would keep
+a half-built reply alive across many turns of the event loop. With one
+batch waiting, no reply can complete any sooner that way.
 
 With `socket_timeout_s` set, a reply has that long to start arriving, counted
 from when its batch reaches the head of the queue or from the last bytes
@@ -297,12 +298,20 @@ def block_wait_s(commands: bytes) -> float | None:
     return wait_s
 
 
-#: Turns a batch's replies into what its future gets (see `request`).
-Convert = Callable[[list[Any]], list[Any]]
+#: Turns each reply of a batch into what its future gets (see `request`).
+Convert = Callable[[Any], Any]
 
 
 class _Batch:
-    __slots__ = ("future", "expected", "replies", "wait_s", "commands", "convert")
+    __slots__ = (
+        "future",
+        "expected",
+        "replies",
+        "wait_s",
+        "commands",
+        "convert",
+        "convert_error",
+    )
 
     def __init__(
         self,
@@ -319,6 +328,7 @@ class _Batch:
         self.wait_s: float | None = 0.0
         self.commands = commands
         self.convert = convert
+        self.convert_error: Exception | None = None
 
 
 class Connection(asyncio.Protocol):
@@ -340,8 +350,10 @@ class Connection(asyncio.Protocol):
         self._progress_at = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._pending: deque[_Batch] = deque()
-        # The last two bytes received: whether they end a reply.
+        # The last two bytes received (whether they end a reply), and what
+        # was received and not parsed yet.
         self._tail = b""
+        self._held: list[bytes] = []
         self._transport: asyncio.Transport | None = None
         self._closed_error: Exception | None = None
         self._write_paused = False
@@ -417,42 +429,64 @@ class Connection(asyncio.Protocol):
                 gc.enable()
 
     def _parse(self, data: bytes) -> None:
-        reader = self._reader
-        reader.feed(data)
         pending = self._pending
         if self._timeout_s is not None:
             self._progress_at = self._loop.time()
         tail = data[-2:] if len(data) > 1 else self._tail[-1:] + data
         self._tail = tail
-        # More of the one awaited batch's replies must come (see the module's
-        # docstring): parse once they have.
-        parse = tail == b"\r\n" or len(pending) != 1
+        if tail != b"\r\n" and len(pending) == 1:
+            # More of the one awaited batch's replies must come (see the
+            # module's docstring): parse once they have.
+            self._held.append(data)
+            if self._timer is None and self._timeout_s is not None:
+                self._arm()
+            return
+        if self._held:
+            chunks, self._held = self._held, []
+            chunks.append(data)
+        else:
+            chunks = [data]
+        # Fed as received, not joined: the reader then never holds more than
+        # a piece, and never moves the rest of a big buffer along after each
+        # reply it takes from the front.
+        for chunk in chunks:
+            if not self._take_replies(chunk):
+                return
+        if self._timer is None and self._timeout_s is not None:
+            self._arm()  # the next batch waits behind a BLOCK 0 read
+
+    def _take_replies(self, chunk: bytes) -> bool:
+        """Feed `chunk` and complete the batches whose replies are all in;
+        False once the connection has failed."""
+        reader = self._reader
+        reader.feed(chunk)
+        pending = self._pending
         while True:
             try:
-                reply = reader.gets() if parse else False
+                reply = reader.gets()
             except ProtocolError as err:
                 self._fail(err)
-                return
+                return False
             if reply is False:
-                if self._timer is None and self._timeout_s is not None:
-                    self._arm()  # the next batch waits behind a BLOCK 0 read
-                return
+                return True
             if not pending:
                 self._fail(ProtocolError("a reply arrived with no command waiting"))
-                return
+                return False
             batch = pending[0]
             replies = batch.replies
+            if batch.convert is not None and batch.convert_error is None:
+                try:
+                    reply = batch.convert(reply)
+                except Exception as err:  # a bug there fails its batch only
+                    batch.convert_error = err
             replies.append(reply)
             if len(replies) == batch.expected:
                 pending.popleft()
                 if batch.future.done():
                     continue
-                if batch.convert is not None:
-                    try:
-                        replies = batch.convert(replies)
-                    except Exception as err:  # a bug there fails its batch only
-                        batch.future.set_exception(err)
-                        continue
+                if batch.convert_error is not None:
+                    batch.future.set_exception(batch.convert_error)
+                    continue
                 batch.future.set_result(replies)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -491,10 +525,11 @@ class Connection(asyncio.Protocol):
     ) -> asyncio.Future[list[Any]]:
         """Write encoded commands; the future gets their replies, in order.
 
-        `convert`, if given, is called with the list of replies as soon as
-        the last one is parsed, with the garbage collector still held off,
-        and the future gets what it returns (or what it raises). It must be
-        quick and call no application code.
+        `convert`, if given, is called with each reply as soon as it is
+        parsed, with the garbage collector still held off, and the future
+        gets what it returns instead (or, once the batch is complete, the
+        first error it raised). It must be quick and call no application
+        code.
         """
         if self._closed_error is not None:
             raise self._closed_error

@@ -640,13 +640,13 @@ class GroupConsumer:
             return [read.stream for read in reply]
         return [stream for stream, _ in reply]
 
-    def _take_apart(self, replies: list[Any]) -> list[Any]:
-        """The read's reply as `_StreamRead`s (run by the connection while
-        parsing; an error reply or None is left as it is)."""
-        reply = replies[-1]
+    def _take_apart(self, reply: Any) -> Any:
+        """A read's reply as `_StreamRead`s (run by the connection on each
+        reply as it is parsed; acks' counts, errors and None stay as they
+        are)."""
         if type(reply) is list:
-            replies[-1] = [self._stream_read(s, entries) for s, entries in reply]
-        return replies
+            return [self._stream_read(s, entries) for s, entries in reply]
+        return reply
 
     def _stream_read(self, stream: bytes, entries: list[Entry]) -> _StreamRead:
         if not entries:

@@ -9,6 +9,8 @@ import pytest
 
 from aioredismq.connection import Connection, ConnectionSettings
 from aioredismq.consumer import (
+    AckMode,
+    Batch,
     Entry,
     GroupConsumer,
     batch_payloads,
@@ -82,35 +84,60 @@ async def test_delivery_counts_must_match_the_entries(conn: Connection) -> None:
         parse_entries(0, entries, [1])
 
 
-async def test_acks_of_ids_of_every_length_all_land(
-    conn: Connection, settings: ConnectionSettings
+@pytest.mark.parametrize(
+    ("columns", "ack_mode"),
+    [
+        (False, AckMode.AFTER_HANDLER),
+        (True, AckMode.AFTER_HANDLER),
+        (True, AckMode.NONE),
+    ],
+)
+async def test_a_backlog_is_read_acked_and_left_with_nothing_pending(
+    conn: Connection, settings: ConnectionSettings, columns: bool, ack_mode: AckMode
 ) -> None:
     # Ids within one millisecond count up (`<ms>-0`, ..., `<ms>-10`, ...), so
-    # one read returns ids of several lengths; each must be acked.
-    topic = Topic("lengths", 2)
+    # one read returns ids of several lengths; each must be acked. A backlog
+    # over three streams, read 100 at a time per stream, in each handler
+    # shape, and without acks (NOACK) in NONE mode.
+    topic = Topic("lengths", 3)
     sent = 3000
     await Producer(conn, topic).send_many([b"%d" % i for i in range(sent)])
     lengths: set[int] = set()
     got: list[bytes] = []
     done = asyncio.Event()
 
-    def handle(partition: int, entries: list[Entry], _: list[int] | None) -> None:
-        lengths.update(len(entry_id) for entry_id, _ in entries)
-        got.extend(batch_payloads(entries))
+    def on_entries(partition: int, entries: list[Entry], _: list[int] | None) -> None:
+        on_ids([entry_id for entry_id, _ in entries], batch_payloads(entries))
+
+    def on_batch(batch: Batch) -> None:
+        on_ids(batch.ids, batch.payloads)
+
+    def on_ids(ids: list[bytes], payloads: list[bytes]) -> None:
+        lengths.update(map(len, ids))
+        got.extend(payloads)
         if len(got) == sent:
             done.set()
 
-    consumer = GroupConsumer(settings, topic, "g", "c1", handle, count=1000)
+    consumer = GroupConsumer(
+        settings,
+        topic,
+        "g",
+        "c1",
+        on_batch if columns else on_entries,
+        columns=columns,
+        count=100,
+        ack_mode=ack_mode,
+    )
     await consumer.start()
     await asyncio.wait_for(done.wait(), 10)
     await consumer.stop()
     assert len(lengths) > 1
     assert sorted(got, key=int) == [b"%d" % i for i in range(sent)]
-    assert consumer.stats.acked == sent
+    assert consumer.stats.acked == (sent if ack_mode is AckMode.AFTER_HANDLER else 0)
     pending: list[Any] = [
         await conn.execute("XPENDING", key, "g") for key in topic.stream_keys
     ]
-    assert [summary[0] for summary in pending] == [0, 0]
+    assert [summary[0] for summary in pending] == [0, 0, 0]
 
 
 async def test_run_acks_every_handled_message_and_only_those(
@@ -209,7 +236,6 @@ async def test_history_with_a_tombstone_in_either_handler_shape(
 async def test_a_batch_keeps_keys_and_headers_and_reads_like_its_entries(
     conn: Connection,
 ) -> None:
-    from aioredismq.consumer import Batch
 
     topic = await create_topic(conn, "batch", 1)
     producer = Producer(conn, topic)

@@ -168,19 +168,19 @@ async def test_convert_turns_the_replies_and_its_error_fails_only_its_batch(
 ) -> None:
     client, relay = relayed
 
-    def count_them(replies: list[Any]) -> list[Any]:
-        return [len(replies)]
+    def lower(reply: Any) -> Any:
+        return reply.lower()
 
-    def broken(replies: list[Any]) -> list[Any]:
+    def broken(reply: Any) -> Any:
         raise ValueError("convert failed")
 
     two_pings = encode_command("PING") * 2
-    converted = client.request(two_pings, 2, count_them)
+    converted = client.request(two_pings, 2, lower)
     failed = client.request(two_pings, 2, broken)
     plain = client.request(two_pings, 2)
     await relay.wait_for(len(b"+PONG\r\n") * 6)
     await relay.release(len(relay.held))
-    assert await asyncio.wait_for(converted, 5) == [2]
+    assert await asyncio.wait_for(converted, 5) == [b"pong", b"pong"]
     with pytest.raises(ValueError, match="convert failed"):
         await asyncio.wait_for(failed, 5)
     assert await asyncio.wait_for(plain, 5) == [b"PONG", b"PONG"]
@@ -189,3 +189,18 @@ async def test_convert_turns_the_replies_and_its_error_fails_only_its_batch(
     await relay.wait_for(len(b"+PONG\r\n"))
     await relay.release(len(relay.held))
     assert await asyncio.wait_for(ping, 5) == [b"PONG"]
+
+
+async def test_a_batch_of_big_replies_held_in_many_pieces(
+    conn: Connection, relayed: tuple[Connection, Relay]
+) -> None:
+    client, relay = relayed
+    expected = await fill(conn, "big", 300)
+    command = encode_command("XRANGE", "big", "-", "+")
+    future = client.request(command * 3, 3)
+    await relay.wait_for(1)
+    await asyncio.sleep(0.05)
+    size = len(relay.held)
+    # Pieces that end anywhere, most of them inside a reply.
+    await relay.release(*([size // 7 + 3] * 6), size)
+    assert await asyncio.wait_for(future, 5) == [expected] * 3
