@@ -284,9 +284,14 @@ class Consumer(_Running):
     `prefetch` bounds messages handed out and not yet acked; `concurrency`
     bounds handlers running at once in `run`. Ack modes: after the handler
     (or loop body) finishes without error, manual (`await ack(message)`), or
-    none (NOACK). Failed messages stay pending; with `claim_idle_ms` they are
-    retried once idle that long, and after `max_deliveries` deliveries they
-    go to the partition's dead-letter stream.
+    none (NOACK). A failed message stays pending; once idle `claim_idle_ms`
+    (a minute by default) it is claimed and retried, by this member or any
+    other, and after `max_deliveries` deliveries (10 by default) it goes to
+    the partition's dead-letter stream, so no message stays pending for
+    ever. The same sweep takes over messages of members that crashed. A
+    handler that may take longer than `claim_idle_ms` needs a larger value,
+    or its message is delivered again meanwhile; None turns recovery off
+    (and with it the delivery limit).
     """
 
     def __init__(
@@ -301,9 +306,9 @@ class Consumer(_Running):
         concurrency: int = 10,
         block_ms: int = 100,
         start_id: str = "0",
-        claim_idle_ms: int | None = None,
+        claim_idle_ms: int | None = 60_000,
         claim_interval_ms: int = 1000,
-        max_deliveries: int | None = None,
+        max_deliveries: int | None = 10,
     ) -> None:
         if concurrency < 1:
             raise ConfigError("consumer", "concurrency", concurrency, ">= 1")
@@ -323,7 +328,8 @@ class Consumer(_Running):
             start_id=start_id,
             claim_idle_ms=claim_idle_ms,
             claim_interval_ms=claim_interval_ms,
-            max_deliveries=max_deliveries,
+            # Redeliveries come from recovery: without it there is no limit.
+            max_deliveries=None if claim_idle_ms is None else max_deliveries,
         )
         # Batches read and not yet handed out, each an iterator that makes
         # its messages as they are taken (see `Batch.messages`).
@@ -334,6 +340,8 @@ class Consumer(_Running):
         self._engine_stopped = False
         self._started = False
         self._stopped = asyncio.Event()
+        # Set with `_stopped`; a plain attribute, read once per message.
+        self._closing = False
 
     @property
     def stats(self) -> ConsumerStats:
@@ -344,9 +352,11 @@ class Consumer(_Running):
         self._wake()
 
     def _take(self) -> Message | None:
-        """The next message read, if one is ready (no waiting)."""
+        """The next message read, if one is ready (no waiting); none once
+        `stop` has begun, so what was fetched and not handed out stays
+        pending."""
         ready = self._ready
-        while ready:
+        while ready and not self._closing:
             message = next(ready[0], None)
             if message is not None:
                 return message
@@ -461,6 +471,8 @@ class Consumer(_Running):
                         return
                     messages = iter((first,))
                 for message in messages:
+                    if self._closing:
+                        return  # the rest stays pending (see `stop`)
                     try:
                         await handler(message)
                     except asyncio.CancelledError:
@@ -497,6 +509,8 @@ class Consumer(_Running):
         if self._stopped.is_set():
             return
         self._stopped.set()
+        self._closing = True
+        self._ready.clear()
         self._wake()
         self._engine.pause()
         if self._handlers:

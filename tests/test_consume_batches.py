@@ -9,6 +9,7 @@ import pytest
 
 from aioredismq.connection import Connection, ConnectionSettings
 from aioredismq.consumer import (
+    READS_AHEAD,
     AckMode,
     Batch,
     Entry,
@@ -254,3 +255,79 @@ async def test_a_batch_keeps_keys_and_headers_and_reads_like_its_entries(
     assert Batch.from_entries(0, plain).fields is None
     assert Batch.from_entries(0, mixed).fields is not None
     assert list(Batch.from_entries(0, mixed).messages())[2].key == b"k"
+
+
+async def test_a_backlog_is_read_ahead_in_stream_order(
+    conn: Connection, settings: ConnectionSettings
+) -> None:
+    # Full reads (COUNT entries from a stream) make the reader send the next
+    # reads before handing a batch over: while a handler runs, the group has
+    # already given out more than was handed over. Batches must still come
+    # in stream order, each entry once, with nothing left pending.
+    topic = Topic("ahead", 2)
+    sent = 4000
+    await Producer(conn, topic).send_many([b"%d" % i for i in range(sent)])
+    seen: dict[int, list[bytes]] = {0: [], 1: []}
+    read_beyond: list[int] = []
+    done = asyncio.Event()
+
+    async def on_batch(batch: Batch) -> None:
+        seen[batch.partition].extend(batch.ids)
+        if len(read_beyond) < 5:
+            await asyncio.sleep(0.02)  # for the server to answer what is sent
+            key = topic.stream_keys[batch.partition]
+            info = await conn.execute("XINFO", "GROUPS", key)
+            fields = dict(zip(info[0][::2], info[0][1::2], strict=True))
+            read_beyond.append(fields[b"entries-read"] - len(seen[batch.partition]))
+        if sum(map(len, seen.values())) == sent:
+            done.set()
+
+    consumer = GroupConsumer(
+        settings, topic, "g", "c", on_batch, columns=True, count=50
+    )
+    await consumer.start()
+    await asyncio.wait_for(done.wait(), 10)
+    await consumer.stop()
+    for partition, ids in seen.items():
+        stored = await read_all(conn, topic.stream_keys[partition])
+        assert ids == [entry_id for entry_id, _ in stored]
+    # Reads ahead have each taken a further 50 entries of the stream (when a
+    # read returns one stream's entries only, the next returns the other's).
+    assert min(read_beyond) >= 50
+    assert max(read_beyond) == READS_AHEAD * 50
+    assert consumer.stats.acked == sent
+    summaries = [await conn.execute("XPENDING", k, "g") for k in topic.stream_keys]
+    assert [summary[0] for summary in summaries] == [0, 0]
+
+
+async def test_a_stop_during_reads_ahead_hands_over_nothing_more(
+    conn: Connection, settings: ConnectionSettings
+) -> None:
+    # Stopped from its handler while reads are in flight: what they return
+    # stays pending, unhandled, and every handled entry is acked.
+    topic = Topic("ahead-stop", 1)
+    await Producer(conn, topic).send_many([b"x"] * 2000)
+    handled: list[bytes] = []
+    stopping: list[asyncio.Task[None]] = []
+
+    def on_batch(batch: Batch) -> None:
+        handled.extend(batch.ids)
+        if len(handled) >= 300 and not stopping:
+            stopping.append(asyncio.create_task(consumer.stop()))
+
+    consumer = GroupConsumer(
+        settings, topic, "g", "c", on_batch, columns=True, count=100
+    )
+    await consumer.start()
+    while not stopping:
+        await asyncio.sleep(0.01)
+    await asyncio.wait_for(stopping[0], 5)
+    count_after_stop = len(handled)
+    await asyncio.sleep(0.2)
+    assert len(handled) == count_after_stop
+    assert consumer.stats.acked == len(handled)
+    (pending, *_) = await conn.execute("XPENDING", topic.stream_keys[0], "g")
+    (info,) = await conn.execute("XINFO", "GROUPS", topic.stream_keys[0])
+    fields = dict(zip(info[::2], info[1::2], strict=True))
+    # Read by the group: what was handled (acked) and what reads ahead got.
+    assert pending == fields[b"entries-read"] - len(handled) > 0

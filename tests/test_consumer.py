@@ -11,7 +11,7 @@ import pytest
 from aioredismq.client import Client, Consumer
 from aioredismq.connection import Connection
 from aioredismq.consumer import AckMode
-from aioredismq.errors import ClosedError
+from aioredismq.errors import ClosedError, ReplyError
 from aioredismq.keys import dead_letter_key
 from aioredismq.message import Message
 from aioredismq.topic import Topic
@@ -231,3 +231,54 @@ async def test_subscriber_as_a_context_manager_starts_at_the_end(
             while not got:
                 got = [m.payload for m in await subscriber.read()]
     assert got == [b"new"]
+
+
+async def test_stop_lets_running_handlers_finish_and_releases_the_rest(
+    client: Client,
+) -> None:
+    # 40 messages fetched at once, two handlers at a time, each taking a
+    # while: a stop ends the two running ones, hands out nothing more, and
+    # leaves every message not handled pending; a later start gets them.
+    topic = await client.create_topic("release", 1)
+    await client.producer(topic).send_many([b"%d" % i for i in range(40)])
+    handled: list[bytes] = []
+    started = asyncio.Event()
+
+    async def slow(message: Message) -> None:
+        started.set()
+        await asyncio.sleep(0.2)
+        handled.append(message.payload)
+
+    consumer = client.consumer(topic, "g", "c1", prefetch=40, concurrency=2)
+    runner = asyncio.create_task(consumer.run(slow))
+    await started.wait()
+    await consumer.stop(timeout_s=5)
+    await runner
+    assert len(handled) == 2
+    assert await client.pending(topic, "g") == [38]
+    # The iterator ends too, without handing out what it had fetched.
+    assert [m async for m in consumer] == []
+    again = client.consumer(topic, "g", "c1")
+    rest = await collect(again, 38)
+    await again.stop()
+    assert sorted(handled + [m.payload for m in rest], key=int) == [
+        b"%d" % i for i in range(40)
+    ]
+    # All acked but the one `collect` broke out of the loop on (see
+    # `Consumer.__anext__`).
+    assert await client.pending(topic, "g") == [1]
+
+
+async def test_a_start_that_fails_leaves_no_connection_open(
+    client: Client, conn: Connection
+) -> None:
+    # The topic's key holds a string, so the group cannot be made.
+    topic = Topic("not-a-stream", 1)
+    await conn.execute("SET", topic.stream_keys[0], "x")
+    listing: bytes = await conn.execute("CLIENT", "LIST")
+    before = len(listing.splitlines())
+    consumer = client.consumer(topic, "g", "c1")
+    with pytest.raises(ReplyError, match="WRONGTYPE"):
+        await consumer.start()
+    listing = await conn.execute("CLIENT", "LIST")
+    assert len(listing.splitlines()) == before
