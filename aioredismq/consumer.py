@@ -517,7 +517,8 @@ class GroupConsumer:
             )
 
     def pause(self) -> None:
-        """Stop fetching after the current read; nothing is lost or acked."""
+        """Stop fetching once the reads in flight are in (they are handed
+        over); nothing is lost or acked."""
         self._running.clear()
 
     def resume(self) -> None:
@@ -702,7 +703,9 @@ class GroupConsumer:
             if reply is not None:
                 if self._may_read_ahead(reply, cursors):
                     while len(ahead) < READS_AHEAD:
-                        ahead.add(self._send_read(conn, keys, cursors))
+                        # Without BLOCK: one that finds nothing returns at
+                        # once, and the next read waits as usual.
+                        ahead.add(self._send_read(conn, keys, cursors, False))
                 await self._dispatch(reply, cursors)
             # A history read that returned nothing for a stream is done.
             if reply is None or len(reply) < len(cursors):
@@ -712,13 +715,17 @@ class GroupConsumer:
                         cursors[key] = _NEW
 
     def _send_read(
-        self, conn: Connection, keys: list[str], cursors: dict[str, bytes]
+        self,
+        conn: Connection,
+        keys: list[str],
+        cursors: dict[str, bytes],
+        block: bool = True,
     ) -> tuple[asyncio.Future[list[Any]], int]:
         """Send the buffered acks of `keys` and a read; the future gets their
         replies, the read's last (returned with how many ids were acked)."""
         keyed, acked = self._take_ack_commands(keys)
         commands = [command for _, command in keyed]
-        commands.append(self._read_command(cursors))
+        commands.append(self._read_command(cursors, block))
         convert = self._take_apart if self.columns else None
         return conn.request(b"".join(commands), len(commands), convert), acked
 
@@ -876,10 +883,10 @@ class GroupConsumer:
             else:
                 acks += map(_ID, entries)
 
-    def _read_command(self, cursors: dict[str, bytes]) -> bytes:
+    def _read_command(self, cursors: dict[str, bytes], block: bool = True) -> bytes:
         # Blocking only makes sense for new entries; a history read must
         # return at once.
-        block = all(cursor == _NEW for cursor in cursors.values())
+        block = block and all(cursor == _NEW for cursor in cursors.values())
         args: list[bytes | str | int] = [
             "XREADGROUP", "GROUP", self.group, self.name, "COUNT", self.count,
         ]  # fmt: skip

@@ -331,3 +331,33 @@ async def test_a_stop_during_reads_ahead_hands_over_nothing_more(
     fields = dict(zip(info[::2], info[1::2], strict=True))
     # Read by the group: what was handled (acked) and what reads ahead got.
     assert pending == fields[b"entries-read"] - len(handled) > 0
+
+
+async def test_reads_ahead_do_not_block_when_the_backlog_ends(
+    conn: Connection, settings: ConnectionSettings
+) -> None:
+    # Reads sent ahead at the end of a backlog find nothing; they return at
+    # once (no BLOCK), so the last acks go out with the next read instead of
+    # waiting for the block time of each.
+    topic = Topic("ahead-end", 1)
+    sent = 1000
+    await Producer(conn, topic).send_many([b"x"] * sent)
+    handled: list[bytes] = []
+
+    def on_batch(batch: Batch) -> None:
+        handled.extend(batch.ids)
+
+    consumer = GroupConsumer(
+        settings, topic, "g", "c", on_batch, columns=True, count=100, block_ms=3000
+    )
+    await consumer.start()
+    try:
+        async with asyncio.timeout(5):
+            while len(handled) < sent:
+                await asyncio.sleep(0.01)
+        async with asyncio.timeout(1):
+            while (await conn.execute("XPENDING", topic.stream_keys[0], "g"))[0]:
+                await asyncio.sleep(0.01)
+    finally:
+        await consumer.stop()
+    assert consumer.stats.acked == sent
