@@ -27,6 +27,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -190,7 +191,10 @@ def _png(figure: Figure, series: Sequence[Series]) -> bytes:
         loc="outside lower center", ncol=columns, fontsize="small", frameon=False
     )
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
+    # Values near the largest float (a hand-made result, say) overflow in
+    # the tick arithmetic; the chart is still drawn, without a warning.
+    with numpy.errstate(over="ignore", invalid="ignore"):
+        figure.savefig(buffer, format="png")
     return buffer.getvalue()
 
 

@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from aioredismq.errors import ConfigError
-from reports.results import ResultRun
+from reports.results import ResultRun, mean
 from runner.files import write_text_safely
 from runner.result import TestResult
 
@@ -166,7 +166,7 @@ def _rate_spec(name: str, attribute: str, label: str) -> MetricSpec:
 
     def value(run: ResultRun) -> float | None:
         rates = periods(run)
-        return _finite(statistics.fmean(rates)) if rates else None
+        return _finite(mean(rates)) if rates else None
 
     return MetricSpec(name, label, "msg/s", True, value, periods)
 
@@ -502,9 +502,9 @@ def _figures(spec: MetricSpec, runs: Sequence[ResultRun]) -> SideFigures:
 def _number(value: float | None) -> str:
     if value is None:
         return "n/a"
-    if abs(value) >= 100:
+    if 100 <= abs(value) < 1e15:
         return f"{value:,.0f}"
-    return f"{value:.3g}"
+    return f"{value:.3g}"  # and beyond any real figure: 1e+20, not 21 digits
 
 
 def _with_unit(value: float | None, unit: str) -> str:

@@ -23,7 +23,6 @@ import datetime
 import logging
 import math
 import re
-import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,7 @@ import jinja2
 
 from aioredismq.errors import ConfigError
 from reports import charts
-from reports.results import ResultRun
+from reports.results import ResultRun, mean
 from runner.files import write_bytes_safely
 
 __all__ = [
@@ -165,7 +164,7 @@ def period_s(run: ResultRun) -> float:
 def _mean_of(attribute: str) -> Callable[[ResultRun], float | None]:
     def value(run: ResultRun) -> float | None:
         series: list[float] = getattr(run.result, attribute)
-        return statistics.fmean(series) if series else None
+        return mean(series) if series else None
 
     return value
 
@@ -279,6 +278,8 @@ def _format(value: float | None, decimals: int) -> str:
         return NO_DATA
     if not math.isfinite(value):
         return str(value)
+    if abs(value) >= 1e15:  # beyond any real figure: 1e+20, not 21 digits
+        return f"{value:.3g}"
     return f"{value:,.{decimals}f}"
 
 

@@ -19,12 +19,14 @@ import json
 import logging
 import math
 import reprlib
+import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Final
 
 from aioredismq.errors import ConfigError, ResultValueError
+from runner.files import read_input
 from runner.result import RESULT_KEYS, TestResult, result_from_json
 
 __all__ = [
@@ -34,6 +36,7 @@ __all__ = [
     "ResultRun",
     "load_run",
     "load_runs",
+    "mean",
     "read_result_file",
 ]
 
@@ -92,6 +95,16 @@ class ResultRun:
         return f"{self.result.driver} ({self.path.name})"
 
 
+def mean(values: Sequence[float]) -> float:
+    """The arithmetic mean, finite for finite values of any size (a plain
+    sum of large ones overflows: statistics.fmean raises OverflowError)."""
+    try:
+        return statistics.fmean(values)
+    except OverflowError:
+        count = len(values)
+        return math.fsum(value / count for value in values)
+
+
 def read_result_file(path: Path, required_keys: Iterable[str] = ()) -> TestResult:
     """Parse one OMB result file; ConfigError names the file and the fault."""
     return _read_result(path, required_keys)[0]
@@ -102,7 +115,7 @@ def _read_result(
 ) -> tuple[TestResult, frozenset[str]]:
     source = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_input(path).decode("utf-8")
     except FileNotFoundError as err:
         raise ConfigError(source, None, path.name, "no such file; " + EXPECTED) from err
     except OSError as err:
@@ -140,7 +153,7 @@ def _read_result(
 def _read_sidecar(path: Path) -> dict[str, Any] | None:
     sidecar = Path(str(path) + SIDECAR_SUFFIX)
     try:
-        document = json.loads(sidecar.read_text(encoding="utf-8"))
+        document = json.loads(read_input(sidecar).decode("utf-8"))
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as err:

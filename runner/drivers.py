@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from aioredismq.errors import DriverConfigError
+from runner.files import read_input
 from runner.local_worker import load_driver_class
 from runner.protocol import DriverSpec
 from runner.yamlfiles import load_yaml
@@ -48,7 +49,7 @@ JAVA_DRIVER_CLASSES = {
 def _read_yaml(path: Path, source: str) -> dict[str, Any]:
     expected = "expected a driver YAML file such as driver/redis.yaml"
     try:
-        text = path.read_text()
+        text = read_input(path).decode("utf-8")
     except FileNotFoundError as err:
         raise DriverConfigError(
             source, None, str(path.resolve()), "no such file; " + expected

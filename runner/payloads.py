@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Final
 
 from aioredismq.errors import WorkloadError
+from runner.files import read_input
 from runner.workload import KeyDistributorType, Workload
 
 __all__ = [
@@ -71,7 +72,7 @@ def _read_payload_file(workload: Workload) -> bytes:
             "expected a payload file when useRandomizedPayloads is false",
         )
     try:
-        payload = path.read_bytes()
+        payload = read_input(path)
     except OSError as err:
         raise WorkloadError(
             workload.source,

@@ -29,6 +29,8 @@ from typing import Any, Final, TypeGuard
 import yaml
 
 from aioredismq.errors import ConfigError, WorkloadError, check_misspelt_keys
+from aioredismq.topic import MAX_PARTITIONS
+from runner.files import read_input
 from runner.yamlfiles import load_yaml
 
 __all__ = [
@@ -46,7 +48,28 @@ logger = logging.getLogger(__name__)
 #: so a larger message could never be sent.
 MAX_MESSAGE_SIZE_BYTES: Final = 512 * 1024 * 1024
 
+#: Streams one run may make (topics x partitionsPerTopic): a topic's own
+#: limit on partitions, and far above OMB's largest workloads. Every stream
+#: costs memory in the workers before the first message is sent.
+MAX_STREAMS: Final = MAX_PARTITIONS
+#: Consumers of one run (topics x subscriptions x consumers): each holds a
+#: connection for its blocking reads, and servers accept 10,000 clients by
+#: default (`maxclients`).
+MAX_CONSUMERS: Final = 10_000
+#: Producers of one run (topics x producersPerTopic).
+MAX_PRODUCERS: Final = 100_000
+
 _SECONDS_PER_MINUTE: Final = 60.0
+
+
+class _Missing:
+    """Stands for the value of a required key that is not there."""
+
+    def __repr__(self) -> str:
+        return "no value (the key is missing)"
+
+
+_MISSING: Final = _Missing()
 
 
 class KeyDistributorType(enum.StrEnum):
@@ -201,7 +224,7 @@ def _read_yaml(source: str, path: Path) -> Mapping[str, Any]:
     if not resolved.exists():
         raise WorkloadError(source, None, str(resolved), "no such file; " + expected)
     try:
-        raw = resolved.read_bytes()
+        raw = read_input(resolved)
     except OSError as err:
         raise WorkloadError(
             source, None, str(resolved), f"cannot read it ({err.strerror}); {expected}"
@@ -294,7 +317,8 @@ class _Fields:
     def integer(
         self, key: str, default: int, minimum: int, maximum: int | None = None
     ) -> int:
-        value = self.document.get(key, default)
+        # A default below the minimum means the key is required.
+        value = self.document.get(key, default if default >= minimum else _MISSING)
         # bool is a subclass of int in Python, but `topics: true` is a mistake.
         if isinstance(value, int) and not isinstance(value, bool):
             if value >= minimum and (maximum is None or value <= maximum):
@@ -360,6 +384,30 @@ def _string_number_hint(text: str, *, integer: bool) -> str:
     )
 
 
+def _check_totals(fields: _Fields, counts: Mapping[str, int]) -> None:
+    """What the counts add up to for a whole run must stay buildable."""
+    topics = counts["topics"]
+    totals = (
+        ("partitionsPerTopic", counts["partitionsPerTopic"], MAX_STREAMS, "streams"),
+        ("producersPerTopic", counts["producersPerTopic"], MAX_PRODUCERS, "producers"),
+        (
+            "consumerPerSubscription",
+            counts["consumerPerSubscription"] * counts["subscriptionsPerTopic"],
+            MAX_CONSUMERS,
+            "consumers",
+        ),
+    )
+    for key, per_topic, limit, what in totals:
+        if topics * per_topic > limit:
+            blamed = "topics" if topics > per_topic else key
+            raise fields.fail(
+                blamed,
+                counts[blamed],
+                f"{topics:,} topic(s) x {per_topic:,} make "
+                f"{topics * per_topic:,} {what}; expected at most {limit:,} in all",
+            )
+
+
 def _build(source: str, path: Path, document: Mapping[str, Any]) -> Workload:
     check_misspelt_keys(source, document, _KNOWN_KEYS, WorkloadError)
     for key in document:
@@ -372,6 +420,7 @@ def _build(source: str, path: Path, document: Mapping[str, Any]) -> Workload:
     # Checks of one key each come first: they need nothing but the document.
     name = fields.optional_text("name", "expected a string")
     counts = {key: fields.integer(key, 0, minimum=1) for key in _REQUIRED_COUNTS}
+    _check_totals(fields, counts)
     key_distributor = _key_distributor(fields)
     message_size_bytes = fields.integer(
         "messageSize", 0, minimum=1, maximum=MAX_MESSAGE_SIZE_BYTES

@@ -293,6 +293,57 @@ def workload_string_topics(ctx: Context) -> Case:
 
 
 @case
+def workload_too_many_topics(ctx: Context) -> Case:
+    # Refused before anything is built: a worker would otherwise spend
+    # minutes and gigabytes making 100 million topics' objects.
+    path = write_workload(ctx.tmp / "many-topics.yaml", topics="100000000")
+    return Case(
+        [*ctx.flags(), str(path)],
+        [f"{path}: topics: 100000000", "streams", "at most 1,000,000 in all"],
+    )
+
+
+@case
+def workload_too_many_partitions(ctx: Context) -> Case:
+    path = write_workload(ctx.tmp / "many-parts.yaml", partitionsPerTopic="2000000")
+    return Case(
+        [*ctx.flags(), str(path)],
+        [f"{path}: partitionsPerTopic: 2000000", "at most 1,000,000 in all"],
+    )
+
+
+@case
+def workload_too_many_consumers(ctx: Context) -> Case:
+    path = write_workload(ctx.tmp / "many-cons.yaml", consumerPerSubscription="20000")
+    return Case(
+        [*ctx.flags(), str(path)],
+        [f"{path}: consumerPerSubscription: 20000", "at most 10,000 in all"],
+    )
+
+
+@case
+def workload_without_message_size(ctx: Context) -> Case:
+    path = write_workload(ctx.tmp / "no-size.yaml")
+    text = "".join(
+        line
+        for line in path.read_text().splitlines(keepends=True)
+        if not line.startswith("messageSize:")
+    )
+    path.write_text(text)
+    return Case(
+        [*ctx.flags(), str(path)],
+        [f"{path}: messageSize: no value (the key is missing)", "integer from 1"],
+    )
+
+
+@case
+def workload_from_a_device(ctx: Context) -> Case:
+    return Case(
+        [*ctx.flags(), "/dev/zero"], ["/dev/zero", "not a regular file", "workload"]
+    )
+
+
+@case
 def workload_backlog_without_rate(ctx: Context) -> Case:
     path = write_workload(
         ctx.tmp / "backlog.yaml", producerRate="0", consumerBacklogSizeGB="1"
@@ -339,6 +390,13 @@ def driver_case(ctx: Context, driver: Path, expected: list[str]) -> Case:
 def driver_missing(ctx: Context) -> Case:
     path = ctx.tmp / "no-driver.yaml"
     return driver_case(ctx, path, [str(path), "no such file", "driver YAML"])
+
+
+@case
+def driver_from_a_device(ctx: Context) -> Case:
+    return driver_case(
+        ctx, Path("/dev/zero"), ["/dev/zero", "not a regular file", "driver YAML"]
+    )
 
 
 @case

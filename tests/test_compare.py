@@ -350,6 +350,36 @@ def test_rate_of_a_run_is_the_mean_of_its_periods(bench: Bench, tmp_path: Path) 
     assert rows["publishRate"]["baselinePeriodQuartiles"] == [1000.0, 2500.0]
 
 
+def test_rates_near_the_largest_float_stay_a_comparison(
+    bench: Bench, tmp_path: Path
+) -> None:
+    # Their sum overflows a float; the mean of each side must not, and the
+    # table shows them in exponent form, not as 309 digits.
+    huge = [1e308, 1e308]
+    base, cand = _pair(tmp_path, _result(rates=huge), _result())
+    code, out, _ = bench("compare", base, "--candidate", cand)
+    assert code == 1
+    assert _row(out, "publishRate")[1:4] == ["1e+308 msg/s", "2,000 msg/s", "-100.0 %"]
+    code, out, _ = bench("report", base, cand, "-o", tmp_path / "report")
+    assert code == 0
+    assert "1e+308" in (tmp_path / "report" / "index.html").read_text()
+
+
+def test_output_files_are_readable_by_others(bench: Bench, tmp_path: Path) -> None:
+    # Written through a private temporary file, they must still end with
+    # the mode any new file gets (here 0644), not 0600.
+    base, cand = _pair(tmp_path, _result(), _result())
+    previous = os.umask(0o022)
+    try:
+        code, _, _ = bench(
+            "compare", base, "--candidate", cand, "--json", tmp_path / "c.json"
+        )
+    finally:
+        os.umask(previous)
+    assert code == 0
+    assert (tmp_path / "c.json").stat().st_mode & 0o777 == 0o644
+
+
 # --------------------------------------------------------------------------
 # Output files
 

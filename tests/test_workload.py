@@ -262,9 +262,53 @@ def test_counts_are_required(tmp_path: Path, key: str) -> None:
 
     with pytest.raises(
         WorkloadError,
-        match=exactly(f"{path}: {key}: 0 is not allowed; expected an integer >= 1"),
+        match=exactly(
+            f"{path}: {key}: no value (the key is missing) is not allowed; "
+            "expected an integer >= 1"
+        ),
     ):
         load_workload(path)
+
+
+@pytest.mark.parametrize(
+    ("changes", "key", "value", "allowed"),
+    [
+        (
+            {"topics": 1001, "partitionsPerTopic": 1000},
+            "topics",
+            1001,
+            "1,001 topic(s) x 1,000 make 1,001,000 streams; "
+            "expected at most 1,000,000 in all",
+        ),
+        (
+            {"topics": 10, "producersPerTopic": 10001},
+            "producersPerTopic",
+            10001,
+            "10 topic(s) x 10,001 make 100,010 producers; "
+            "expected at most 100,000 in all",
+        ),
+        (
+            {"topics": 2, "subscriptionsPerTopic": 50, "consumerPerSubscription": 101},
+            "consumerPerSubscription",
+            101,
+            "2 topic(s) x 5,050 make 10,100 consumers; expected at most 10,000 in all",
+        ),
+    ],
+)
+def test_a_run_too_big_to_build_is_refused_at_load(
+    tmp_path: Path, changes: dict[str, int], key: str, value: int, allowed: str
+) -> None:
+    path = write_workload(tmp_path, **changes)
+    with pytest.raises(
+        WorkloadError,
+        match=exactly(f"{path}: {key}: {value} is not allowed; {allowed}"),
+    ):
+        load_workload(path)
+
+
+def test_the_largest_run_allowed_loads(tmp_path: Path) -> None:
+    path = write_workload(tmp_path, topics=1000, partitionsPerTopic=1000)
+    assert load_workload(path).topics == 1000
 
 
 KEYS = "expected one of NO_KEY, KEY_ROUND_ROBIN, RANDOM_NANO"
