@@ -210,7 +210,9 @@ def parse_duration(
     number, unit = match.groups()
     seconds = float(number) * _SECONDS_PER_UNIT[unit or "s"]
     if not allow_zero and seconds == 0:
-        raise ConfigError(flag, None, text, "expected a duration > 0; " + allowed)
+        raise ConfigError(
+            flag, None, text, "expected a duration > 0 (e.g. 500ms, 30s, 2m, 1h)"
+        )
     return seconds
 
 
