@@ -601,6 +601,12 @@ def flag_output_in_missing_directory(ctx: Context) -> Case:
 
 
 @case
+def flag_output_empty(ctx: Context) -> Case:
+    args = [*ctx.flags(), "-o", "", str(SMOKE)]
+    return Case(args, ["--output: ''", "an empty path", "file name"])
+
+
+@case
 def flag_output_where_no_file_can_be_made(ctx: Context) -> Case:
     # Root passes a permission check on /proc, but no file can be made there.
     args = [*ctx.flags(), "-o", "/proc/result.json", str(SMOKE)]

@@ -282,6 +282,8 @@ def _check_output(output: str | None) -> None:
         return
     path = Path(output)
     allowed = "expected a file name in an existing, writable directory"
+    if not output:
+        raise ConfigError("--output", None, output, f"an empty path; {allowed}")
     if path.is_dir():
         raise ConfigError("--output", None, output, f"it is a directory; {allowed}")
     if path.exists() and not path.is_file():
@@ -350,7 +352,10 @@ async def _run_one(
 ) -> bool:
     """One (workload, driver) run; a failed run is logged and the next goes on."""
     logger.info(
-        "running %s (%s) on driver %s", workload.source, workload.name, spec.name
+        "running %s (%s) on driver %s",
+        workload.source,
+        workload.name or "no name",
+        spec.name,
     )
     progress.enter("initializing driver")
     await worker.stop_all()
