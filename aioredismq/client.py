@@ -281,7 +281,12 @@ class _Running:
 class Consumer(_Running):
     """Messages of a consumer group, one at a time, to a loop or a handler.
 
-    `prefetch` bounds messages handed out and not yet acked; `concurrency`
+    `prefetch` bounds what is fetched ahead of the handlers: one read asks
+    for up to `prefetch` messages per partition, and none is sent while
+    `prefetch` or more are handed out and not yet acked. On a topic of many
+    partitions up to about `prefetch` x (partitions + 1) can therefore be in
+    memory at once (a tighter bound would cut each read to a share of
+    `prefetch` per partition, and the throughput with it). `concurrency`
     bounds handlers running at once in `run`. Ack modes: after the handler
     (or loop body) finishes without error, manual (`await ack(message)`), or
     none (NOACK). A failed message stays pending; once idle `claim_idle_ms`
