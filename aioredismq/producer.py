@@ -108,6 +108,7 @@ class Producer:
         # Connections this producer opened itself (on reconnect); it closes
         # them, while the one it was given belongs to the caller.
         self._opened: list[Connection] = []
+        self._reopening: asyncio.Task[None] | None = None
         self._loop = asyncio.get_running_loop()
         self._in_flight = 0
         self._capacity_waiters: list[asyncio.Future[None]] = []
@@ -227,9 +228,14 @@ class Producer:
                 self._router.request_by_key(routed)
             )
         else:
-            future = self.connection.request(
-                self._encode_batch(payloads, keys, ts), count
-            )
+            try:
+                future = self.connection.request(
+                    self._encode_batch(payloads, keys, ts), count
+                )
+            except RedisConnectionError:
+                self._reopen_later()
+                raise
+            future.add_done_callback(self._reopen_if_lost)
         self._in_flight += count
         future.add_done_callback(functools.partial(self._release, count))
         return future
@@ -360,6 +366,32 @@ class Producer:
         batch.add_done_callback(functools.partial(self._release, len(futures)))
         batch.add_done_callback(functools.partial(_resolve, futures=futures))
 
+    def _reopen_if_lost(self, batch: asyncio.Future[list[Any]]) -> None:
+        if not batch.cancelled() and isinstance(
+            batch.exception(), RedisConnectionError
+        ):
+            self._reopen_later()
+
+    def _reopen_later(self) -> None:
+        """Reopen a lost connection in the background (`send_many` does not
+        retry: the caller decides whether a batch may be stored twice), so
+        the caller's next batch finds it open again."""
+        if self._closed or self._reopening is not None:
+            return
+        task = self._loop.create_task(self._reopen(), name="producer reopen")
+        self._reopening = task
+
+    async def _reopen(self) -> None:
+        backoff_s = RECONNECT_FIRST_S
+        try:
+            while not self._closed and self.connection.closed:
+                await self._reconnect()
+                if self.connection.closed:
+                    await asyncio.sleep(backoff_s)
+                    backoff_s = min(backoff_s * 2, RECONNECT_MAX_S)
+        finally:
+            self._reopening = None
+
     def _release(self, count: int, batch: asyncio.Future[list[Any]]) -> None:
         self._in_flight -= count
         self._wake_capacity_waiters()
@@ -376,6 +408,9 @@ class Producer:
         """Refuse new messages, wait for those in flight to be acked, and
         close any connection the producer opened itself."""
         self._closed = True
+        if self._reopening is not None:
+            self._reopening.cancel()
+            await asyncio.gather(self._reopening, return_exceptions=True)
         while self._in_flight > 0 and (
             self._router is not None or not self.connection.closed
         ):

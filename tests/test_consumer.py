@@ -11,7 +11,7 @@ import pytest
 from aioredismq.client import Client, Consumer
 from aioredismq.connection import Connection
 from aioredismq.consumer import AckMode
-from aioredismq.errors import ClosedError, ReplyError
+from aioredismq.errors import ClosedError, RedisConnectionError, ReplyError
 from aioredismq.keys import dead_letter_key
 from aioredismq.message import Message
 from aioredismq.topic import Topic
@@ -282,3 +282,33 @@ async def test_a_start_that_fails_leaves_no_connection_open(
         await consumer.start()
     listing = await conn.execute("CLIENT", "LIST")
     assert len(listing.splitlines()) == before
+
+
+async def test_send_many_reopens_a_lost_connection_for_the_next_batch(
+    client: Client, conn: Connection
+) -> None:
+    # send_many does not retry (a batch may already be stored), but a batch
+    # that fails on a lost connection has it reopened in the background, so
+    # the caller's next batch goes through without a `send` in between.
+    topic = await client.create_topic("lost-many", 2)
+    producer = client.producer(topic)
+    await producer.send_many([b"before"] * 10)
+    own_id = await conn.execute("CLIENT", "ID")
+    listing = (await conn.execute("CLIENT", "LIST")).decode().splitlines()
+    for line in listing:
+        client_id = int(line.split("id=")[1].split()[0])
+        if client_id != own_id:
+            await conn.execute("CLIENT", "KILL", "ID", client_id)
+    with pytest.raises(RedisConnectionError):
+        await producer.send_many([b"lost"] * 10)
+    async with asyncio.timeout(5):
+        while True:
+            try:
+                replies = await producer.send_many([b"after"] * 10)
+                break
+            except RedisConnectionError:
+                await asyncio.sleep(0.05)
+    assert all(isinstance(reply, bytes) for reply in replies)
+    lengths = [await conn.execute("XLEN", key) for key in topic.stream_keys]
+    assert sum(lengths) == 20
+    await producer.close()
