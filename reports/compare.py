@@ -393,6 +393,13 @@ class SideFigures:
         if len(finite) < 2:
             return (finite[0], finite[0]) if finite else None
         low, _, high = statistics.quantiles(finite, n=4, method="inclusive")
+        if not (math.isfinite(low) and math.isfinite(high)):
+            # The interpolation overflows near the largest float (as a sum
+            # does, see `mean`); on values scaled down it does not.
+            scale = max(map(abs, finite))
+            scaled = [v / scale for v in finite]
+            low, _, high = statistics.quantiles(scaled, n=4, method="inclusive")
+            low, high = low * scale, high * scale
         return low, high
 
 

@@ -350,6 +350,10 @@ def test_rate_of_a_run_is_the_mean_of_its_periods(bench: Bench, tmp_path: Path) 
     assert rows["publishRate"]["baselinePeriodQuartiles"] == [1000.0, 2500.0]
 
 
+def _refuse(constant: str) -> None:
+    raise AssertionError(f"{constant} is not JSON")
+
+
 def test_rates_near_the_largest_float_stay_a_comparison(
     bench: Bench, tmp_path: Path
 ) -> None:
@@ -357,9 +361,14 @@ def test_rates_near_the_largest_float_stay_a_comparison(
     # table shows them in exponent form, not as 309 digits.
     huge = [1e308, 1e308]
     base, cand = _pair(tmp_path, _result(rates=huge), _result())
-    code, out, _ = bench("compare", base, "--candidate", cand)
+    report = tmp_path / "compare.json"
+    code, out, _ = bench("compare", base, "--candidate", cand, "--json", report)
     assert code == 1
     assert _row(out, "publishRate")[1:4] == ["1e+308 msg/s", "2,000 msg/s", "-100.0 %"]
+    # Strict JSON: no Infinity where the quartiles of such periods are.
+    document = json.loads(report.read_text(), parse_constant=_refuse)
+    rows = {m["metric"]: m for m in document["metrics"]}
+    assert rows["publishRate"]["baselinePeriodQuartiles"] == [1e308, 1e308]
     code, out, _ = bench("report", base, cand, "-o", tmp_path / "report")
     assert code == 0
     assert "1e+308" in (tmp_path / "report" / "index.html").read_text()
