@@ -80,9 +80,9 @@ BatchHandler = Callable[[int, list[Entry], list[int] | None], Awaitable[None] | 
 
 _NEW = b">"
 #: Reads kept in flight behind the one being handed over while a backlog is
-#: read, so the server always has the next one to work on. Measured with
-#: benchmarks/core_throughput.py (1 KiB): 2 gives a quarter more messages a
-#: second than none, 3 a third more, more than 3 nothing further. Each holds
+#: read, so the server always has the next one to work on. Measured on
+#: 200,000 backlogged 1 KiB entries (GroupConsumer, 16 streams, COUNT 100):
+#: none 335k msg/s, 2 reads 415k, 3 reads 480k, 4 or 6 no more. Each holds
 #: up to COUNT entries per stream in memory.
 READS_AHEAD = 3
 _FOUR = 4  # fields of a plain Producer entry: ts_us, <ts>, payload, <payload>
@@ -354,8 +354,8 @@ class _ReadsAhead:
     Known cost: with more than one read waiting, a connection parses each
     piece of a reply as it arrives (it cannot hold the pieces back, see
     `aioredismq.connection`), and the half-built replies make the garbage
-    collector work harder: about a sixth more client CPU per message for
-    about a quarter more throughput (benchmarks/core_throughput.py). A
+    collector work harder: about a seventh more client CPU per message
+    (1.0 -> 1.14 us for 1 KiB) for two fifths more throughput. A
     second connection would avoid that, but the server may then answer the
     two connections' reads in either order, so it would need the order
     restored before handing entries over.
@@ -688,12 +688,9 @@ class GroupConsumer:
             self.stats.acked += acked
             if self._stopping:
                 # What a read returns once stopping stays pending, unhandled;
-                # the acks sent with reads ahead count once their replies
-                # are in.
-                if ahead:
-                    continue
-                await self._flush_acks(conn, keys)
-                return
+                # the loop takes the replies of reads still ahead (their acks
+                # count), then flushes the last acks and returns.
+                continue
             reply = replies[-1]
             if is_reply_error(reply):
                 await self._on_read_error(conn, reply, nogroup_backoff_s, keys)
@@ -734,8 +731,8 @@ class GroupConsumer:
 
         The server then prepares the next entries while this process parses
         and hands over these, instead of each waiting for the other in turn.
-        Only when it pays
-        and changes nothing a handler can see: some stream returned a full
+        Only when it pays and changes nothing a handler can see: some stream
+        returned a full
         COUNT (more is waiting), the history is drained (the next cursors do
         not depend on this reply), nothing bounds what is handed out
         (`max_unacked`), and the consumer is neither pausing nor stopping.
