@@ -386,27 +386,30 @@ def _string_number_hint(text: str, *, integer: bool) -> str:
     )
 
 
+#: What a run builds, the counts that multiply to how many, and the limit.
+_TOTALS: Final = (
+    ("streams", ("topics", "partitionsPerTopic"), MAX_STREAMS),
+    ("producers", ("topics", "producersPerTopic"), MAX_PRODUCERS),
+    (
+        "consumers",
+        ("topics", "subscriptionsPerTopic", "consumerPerSubscription"),
+        MAX_CONSUMERS,
+    ),
+)
+
+
 def _check_totals(fields: _Fields, counts: Mapping[str, int]) -> None:
-    """What the counts add up to for a whole run must stay buildable."""
-    topics = counts["topics"]
-    totals = (
-        ("partitionsPerTopic", counts["partitionsPerTopic"], MAX_STREAMS, "streams"),
-        ("producersPerTopic", counts["producersPerTopic"], MAX_PRODUCERS, "producers"),
-        (
-            "consumerPerSubscription",
-            counts["consumerPerSubscription"] * counts["subscriptionsPerTopic"],
-            MAX_CONSUMERS,
-            "consumers",
-        ),
-    )
-    for key, per_topic, limit, what in totals:
-        if topics * per_topic > limit:
-            blamed = "topics" if topics > per_topic else key
+    """What the counts add up to for a whole run must stay buildable; the
+    largest of the counts multiplied is the one named."""
+    for what, keys, limit in _TOTALS:
+        total = math.prod(counts[key] for key in keys)
+        if total > limit:
+            blamed = max(keys, key=lambda key: counts[key])
+            product = " x ".join(f"{key} {counts[key]:,}" for key in keys)
             raise fields.fail(
                 blamed,
                 counts[blamed],
-                f"{topics:,} topic(s) x {per_topic:,} make "
-                f"{topics * per_topic:,} {what}; expected at most {limit:,} in all",
+                f"{product} make {total:,} {what}; expected at most {limit:,} in all",
             )
 
 

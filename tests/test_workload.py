@@ -277,21 +277,29 @@ def test_counts_are_required(tmp_path: Path, key: str) -> None:
             {"topics": 1001, "partitionsPerTopic": 1000},
             "topics",
             1001,
-            "1,001 topic(s) x 1,000 make 1,001,000 streams; "
+            "topics 1,001 x partitionsPerTopic 1,000 make 1,001,000 streams; "
             "expected at most 1,000,000 in all",
         ),
         (
             {"topics": 10, "producersPerTopic": 10001},
             "producersPerTopic",
             10001,
-            "10 topic(s) x 10,001 make 100,010 producers; "
+            "topics 10 x producersPerTopic 10,001 make 100,010 producers; "
             "expected at most 100,000 in all",
         ),
         (
             {"topics": 2, "subscriptionsPerTopic": 50, "consumerPerSubscription": 101},
             "consumerPerSubscription",
             101,
-            "2 topic(s) x 5,050 make 10,100 consumers; expected at most 10,000 in all",
+            "topics 2 x subscriptionsPerTopic 50 x consumerPerSubscription 101 "
+            "make 10,100 consumers; expected at most 10,000 in all",
+        ),
+        (
+            {"topics": 1, "subscriptionsPerTopic": 20000},
+            "subscriptionsPerTopic",
+            20000,
+            "topics 1 x subscriptionsPerTopic 20,000 x consumerPerSubscription 1 "
+            "make 20,000 consumers; expected at most 10,000 in all",
         ),
     ],
 )
