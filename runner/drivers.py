@@ -54,9 +54,16 @@ def _read_yaml(path: Path, source: str) -> dict[str, Any]:
         raise DriverConfigError(
             source, None, str(path.resolve()), "no such file; " + expected
         ) from err
-    except (OSError, UnicodeDecodeError) as err:
+    except OSError as err:
         raise DriverConfigError(
-            source, None, str(path.resolve()), f"cannot read it ({err}); {expected}"
+            source,
+            None,
+            str(path.resolve()),
+            f"cannot read it ({err.strerror}); {expected}",
+        ) from err
+    except UnicodeDecodeError as err:
+        raise DriverConfigError(
+            source, None, str(path.resolve()), f"not UTF-8 text; {expected}"
         ) from err
     try:
         document = load_yaml(text)

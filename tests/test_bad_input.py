@@ -400,6 +400,13 @@ def driver_from_a_device(ctx: Context) -> Case:
 
 
 @case
+def driver_not_utf8(ctx: Context) -> Case:
+    path = ctx.tmp / "latin1-driver.yaml"
+    path.write_bytes(b"name: R\xe9dis\n")
+    return driver_case(ctx, path, [str(path), "not UTF-8 text", "driver YAML"])
+
+
+@case
 def driver_not_yaml(ctx: Context) -> Case:
     path = ctx.tmp / "driver-not-yaml.yaml"
     path.write_text("name: Redis\ndriverClass: [x,\n")
