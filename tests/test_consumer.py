@@ -24,6 +24,16 @@ async def client(conn: Connection, redis_url: str) -> AsyncIterator[Client]:
     await client.close()
 
 
+async def kill_other_clients(conn: Connection) -> None:
+    """Close every server connection but `conn`'s, as a lost network would."""
+    own_id = await conn.execute("CLIENT", "ID")
+    listing = (await conn.execute("CLIENT", "LIST")).decode().splitlines()
+    for line in listing:
+        client_id = int(line.split("id=")[1].split()[0])
+        if client_id != own_id:
+            await conn.execute("CLIENT", "KILL", "ID", client_id)
+
+
 async def collect(
     consumer: Consumer, count: int, timeout_s: float = 5
 ) -> list[Message]:
@@ -187,12 +197,7 @@ async def test_producer_and_consumer_survive_a_lost_connection(
     assert [m.payload for m in await collect(consumer, 1)] == [b"before"]
 
     # Every connection but the test's own goes: producer's, reader's, side.
-    own_id = await conn.execute("CLIENT", "ID")
-    listing = (await conn.execute("CLIENT", "LIST")).decode().splitlines()
-    for line in listing:
-        client_id = int(line.split("id=")[1].split()[0])
-        if client_id != own_id:
-            await conn.execute("CLIENT", "KILL", "ID", client_id)
+    await kill_other_clients(conn)
 
     await producer.send(b"after")  # reconnects and sends
     got = await collect(consumer, 1, timeout_s=10)
@@ -293,12 +298,7 @@ async def test_send_many_reopens_a_lost_connection_for_the_next_batch(
     topic = await client.create_topic("lost-many", 2)
     producer = client.producer(topic)
     await producer.send_many([b"before"] * 10)
-    own_id = await conn.execute("CLIENT", "ID")
-    listing = (await conn.execute("CLIENT", "LIST")).decode().splitlines()
-    for line in listing:
-        client_id = int(line.split("id=")[1].split()[0])
-        if client_id != own_id:
-            await conn.execute("CLIENT", "KILL", "ID", client_id)
+    await kill_other_clients(conn)
     with pytest.raises(RedisConnectionError):
         await producer.send_many([b"lost"] * 10)
     async with asyncio.timeout(5):
