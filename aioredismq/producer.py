@@ -1,4 +1,4 @@
-"""Producing: messages batched per event-loop tick, one round trip a batch.
+"""Producing: messages batched as they come, one pipelined write a batch.
 
 Each message is one XADD with the fields `ts_us` (the producer's wall clock
 in microseconds, for end-to-end latency), `payload` (the bytes as given) and,
@@ -48,8 +48,13 @@ def _bulk(data: bytes) -> bytes:
 class Producer:
     """Sends messages to one topic over one connection.
 
-    `send` queues a message and waits for the server's ack; every message
-    queued during one event-loop tick goes out as one pipelined write.
+    `send` queues a message and waits for the server's ack. Messages queued
+    during one event-loop tick go out together, in pipelined writes of at
+    most `batch_max` messages: a batch is written as soon as it is full, so
+    the server stores one while this process encodes the next (with 100
+    concurrent senders, 32 at a time gave twice the throughput of one write
+    per tick, 1 KiB messages; `benchmarks/core_throughput.py`). All
+    messages of a batch carry the same `ts_us`.
     `send_many` is the bulk form for callers that already hold a batch.
     Backpressure: with `max_in_flight` messages unacknowledged, `send` and
     `wait_for_capacity` wait instead of failing; with `capacity_timeout_s`
@@ -74,9 +79,12 @@ class Producer:
         maxlen_approx: int | None = None,
         max_age_ms: int | None = None,
         retries: int = 3,
+        batch_max: int = 32,
     ) -> None:
         if max_in_flight < 1:
             raise ConfigError("producer", "max_in_flight", max_in_flight, ">= 1")
+        if batch_max < 1:
+            raise ConfigError("producer", "batch_max", batch_max, ">= 1")
         if capacity_timeout_s is not None and not capacity_timeout_s > 0:
             raise ConfigError(
                 "producer", "capacity_timeout_s", capacity_timeout_s, "> 0 or None"
@@ -130,7 +138,12 @@ class Producer:
         self._keyed_heads = [
             b"*%d\r\n" % (self._base_args + 2) + p for p in self._stream_parts
         ]
-        # Messages queued by `send` during the current loop tick.
+        self.batch_max = batch_max
+        self._partitions = topic.partitions
+        # The batch `send` is gathering: encoded pieces, their streams (for a
+        # cluster's routing) and one future per message.
+        self._flush_due = False
+        self._middle = b""
         self._queued: list[bytes] = []
         self._queued_streams: list[str] = []
         self._queued_futures: list[asyncio.Future[bytes]] = []
@@ -164,17 +177,7 @@ class Producer:
             ):
                 await self.wait_for_capacity()
             future: asyncio.Future[bytes] = self._loop.create_future()
-            if not self._queued:
-                self._loop.call_soon(self._flush_queued)
-            ts_us = time.time_ns() // 1000
-            key_bytes = key.encode() if isinstance(key, str) else key
-            partition = self._partition(key_bytes)
-            self._queued.append(
-                self._encode_one(partition, payload, key_bytes, b"%d" % ts_us, headers)
-            )
-            self._queued_streams.append(self.topic.stream_keys[partition])
-            self._queued_futures.append(future)
-            self._in_flight += 1
+            self._queue(future, payload, key, headers)
             try:
                 return await future
             except RedisConnectionError:
@@ -213,6 +216,7 @@ class Producer:
         ts = b"%d" % (time.time_ns() // 1000)
         count = len(payloads)
         if self._router is not None:
+            middle = self._middle_for(ts)
             routed = []
             for i, payload in enumerate(payloads):
                 key = None if keys is None else keys[i]
@@ -221,7 +225,7 @@ class Producer:
                 routed.append(
                     (
                         self.topic.stream_keys[partition],
-                        self._encode_one(partition, payload, key_bytes, ts, None),
+                        self._encode_one(partition, payload, key_bytes, middle, None),
                     )
                 )
             future: asyncio.Future[list[Any]] = asyncio.ensure_future(
@@ -271,6 +275,11 @@ class Producer:
         oldest_ms = max(0, time.time_ns() // 1_000_000 - self.max_age_ms)
         return b"$5\r\nMINID\r\n$1\r\n~\r\n" + _bulk(b"%d" % oldest_ms)
 
+    def _middle_for(self, ts: bytes) -> bytes:
+        """What goes between an XADD's stream key and its payload's length:
+        trimming, the auto id, the `ts_us` field, the payload's field name."""
+        return self._trim() + _AUTO_ID + _TS_HEAD + _bulk(ts) + _PAYLOAD_HEAD
+
     def _partition(self, key: bytes | None) -> int:
         if key is None:
             index = self._next_partition
@@ -286,7 +295,7 @@ class Producer:
     ) -> bytes:
         # Everything between the stream key and the payload's length is the
         # same for the whole batch: trimming, auto id, the timestamp field.
-        middle = self._trim() + _AUTO_ID + _TS_HEAD + _bulk(ts) + _PAYLOAD_HEAD
+        middle = self._middle_for(ts)
         parts: list[bytes] = []
         append = parts.append
         if keys is None:
@@ -321,27 +330,69 @@ class Producer:
         partition: int,
         payload: bytes,
         key: bytes | None,
-        ts: bytes,
+        middle: bytes,
         headers: Mapping[str | bytes, str | bytes] | None,
     ) -> bytes:
-        """One XADD to `partition`, with any key and headers."""
+        """One XADD to `partition`, with any key and headers; `middle` is
+        what goes between the stream key and the payload (`_middle`)."""
         extra = encode_fields(headers)
         if key is not None:
             extra = [FIELD_KEY, key, *extra]
         parts = [
             b"*%d\r\n" % (self._base_args + len(extra)),
             self._stream_parts[partition],
-            self._trim(),
-            _AUTO_ID,
-            _TS_HEAD,
-            _bulk(ts),
-            _PAYLOAD_HEAD,
+            middle,
             _bulk(payload),
             *map(_bulk, extra),
         ]
         return b"".join(parts)
 
+    def _queue(
+        self,
+        future: asyncio.Future[bytes],
+        payload: bytes,
+        key: str | bytes | None,
+        headers: Mapping[str | bytes, str | bytes] | None,
+    ) -> None:
+        """Add one XADD to the batch being gathered; write the batch at once
+        once it holds `batch_max` messages, else at the end of this tick."""
+        queued = self._queued
+        futures = self._queued_futures
+        if not futures:
+            if not self._flush_due:
+                self._flush_due = True
+                self._loop.call_soon(self._flush_queued)
+            # One timestamp per batch: its messages leave in one write.
+            ts = b"%d" % (time.time_ns() // 1000)
+            self._middle = self._middle_for(ts)
+        if key is None and headers is None and self._router is None:
+            index = self._next_partition
+            self._next_partition = index + 1 if index + 1 < self._partitions else 0
+            queued += (
+                self._heads[index],
+                self._middle,
+                b"$%d\r\n" % len(payload),
+                payload,
+                b"\r\n",
+            )
+        else:
+            key_bytes = key.encode() if isinstance(key, str) else key
+            partition = self._partition(key_bytes)
+            queued.append(
+                self._encode_one(partition, payload, key_bytes, self._middle, headers)
+            )
+            self._queued_streams.append(self.topic.stream_keys[partition])
+        futures.append(future)
+        self._in_flight += 1
+        if len(futures) >= self.batch_max:
+            self._write_queued()
+
     def _flush_queued(self) -> None:
+        self._flush_due = False
+        if self._queued_futures:
+            self._write_queued()
+
+    def _write_queued(self) -> None:
         queued, streams, futures = (
             self._queued,
             self._queued_streams,

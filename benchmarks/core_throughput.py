@@ -582,7 +582,9 @@ async def measure(setup: Setup, contender: Contender) -> Sample:
     )
 
 
-def contenders() -> list[Contender]:
+def contenders(only: list[str] | None = None) -> list[Contender]:
+    """Every contender, or those whose names contain one of `only` (the
+    baselines always stay, since every ratio needs them)."""
     found = [
         Contender("produce", "aioredismq send_many", aioredismq_send_many),
         Contender("produce", "aioredismq send", aioredismq_send),
@@ -618,6 +620,13 @@ def contenders() -> list[Contender]:
                 faststream_batch_subscriber,
                 fill_faststream,
             ),
+        ]
+    if only:
+        baselines = {*REDIS_PY.values(), *FASTSTREAM.values()}
+        found = [
+            c
+            for c in found
+            if c.name in baselines or any(word in c.name for word in only)
         ]
     return found
 
@@ -712,7 +721,7 @@ async def main_async(args: argparse.Namespace, url: str, server: str) -> None:
             prefetch=args.prefetch,
             concurrency=args.concurrency,
         )
-        found = contenders()
+        found = contenders(args.only)
         for round_index in range(args.rounds):
             # Start each round one place further along, so no contender always
             # runs first (cold caches) or right after the slowest one.
@@ -742,6 +751,10 @@ def main() -> None:
         "--concurrency", type=int, default=10, help="Consumer.run concurrency"
     )
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop")
+    parser.add_argument(
+        "--only", nargs="+", metavar="WORD",
+        help="only contenders whose names contain a WORD (and the baselines)",
+    )  # fmt: skip
     args = parser.parse_args()
 
     def run(main_coro: Coroutine[Any, Any, None]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 
 import pytest
@@ -40,6 +41,29 @@ async def test_send_without_key_is_round_robin(conn: Connection) -> None:
     await asyncio.gather(*(producer.send(b"%d" % i) for i in range(10)))
     lengths = [await conn.execute("XLEN", key) for key in topic.stream_keys]
     assert lengths == [3, 3, 2, 2]
+
+
+async def test_concurrent_sends_go_out_in_batches_of_batch_max(
+    conn: Connection,
+) -> None:
+    # 25 sends queued in one tick with batch_max=10: two full batches are
+    # written as they fill, the last 5 at the end of the tick. A batch's
+    # messages share one ts_us, so the stored timestamps show the cuts.
+    topic = await create_topic(conn, "cuts", 1)
+    producer = Producer(conn, topic, batch_max=10)
+    ids = await asyncio.gather(
+        *(producer.send(b"%d" % i, key=b"k" if i % 3 else None) for i in range(25))
+    )
+    entries = await conn.execute("XRANGE", topic.stream_keys[0], "-", "+")
+    assert [entry[0] for entry in entries] == ids
+    assert [entry_payload_ts(entry[1])[0] for entry in entries] == [
+        b"%d" % i for i in range(25)
+    ]
+    stamps = [entry_payload_ts(entry[1])[1] for entry in entries]
+    runs = [len(list(group)) for _, group in itertools.groupby(stamps)]
+    assert runs == [10, 10, 5]
+    with pytest.raises(ConfigError, match="batch_max"):
+        Producer(conn, topic, batch_max=0)
 
 
 async def test_send_many_and_consume_bytes_exactly(
