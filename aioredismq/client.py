@@ -281,12 +281,14 @@ class _Running:
 class Consumer(_Running):
     """Messages of a consumer group, one at a time, to a loop or a handler.
 
-    `prefetch` bounds what is fetched ahead of the handlers: one read asks
-    for up to `prefetch` messages per partition, and none is sent while
-    `prefetch` or more are handed out and not yet acked. On a topic of many
-    partitions up to about `prefetch` x (partitions + 1) can therefore be in
-    memory at once (a tighter bound would cut each read to a share of
-    `prefetch` per partition, and the throughput with it). `concurrency`
+    `prefetch` bounds what is fetched ahead of the handlers, per partition:
+    one read asks for up to `prefetch` messages of each partition, and the
+    next read is sent once fewer than `prefetch` x partitions are handed out
+    and not yet acked, so it arrives while the handlers still have work
+    (the server prepares one read while this process handles the last). At
+    most 2 x `prefetch` x partitions messages are therefore in memory. (A
+    bound on the whole topic would cut each read to a share of `prefetch`
+    per partition, and the throughput with it.) `concurrency`
     bounds handlers running at once in `run`. Ack modes: after the handler
     (or loop body) finishes without error, manual (`await ack(message)`), or
     none (NOACK). A failed message stays pending; once idle `claim_idle_ms`
@@ -327,7 +329,7 @@ class Consumer(_Running):
             self._enqueue,
             columns=True,
             ack_mode=AckMode.NONE if ack_mode is AckMode.NONE else AckMode.MANUAL,
-            max_unacked=prefetch,
+            max_unacked=prefetch * topic.partitions,
             count=prefetch,
             block_ms=block_ms,
             start_id=start_id,

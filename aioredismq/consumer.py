@@ -473,6 +473,8 @@ class GroupConsumer:
         self._unacked = 0
         self._capacity = asyncio.Event()
         self._capacity.set()
+        # Readers waiting for room, each with its read ready to send.
+        self._read_on_room: list[Callable[[], None]] = []
         self._errors: dict[bytes, str] = {}
         # A single server's connection for everything but the blocking reads
         # (group creation, final acks, sweeps): shared when given, since many
@@ -575,7 +577,7 @@ class GroupConsumer:
         if self.ack_mode is AckMode.MANUAL:
             self._unacked -= 1
             if self.max_unacked is None or self._unacked < self.max_unacked:
-                self._capacity.set()
+                self._room()
 
     def fail(self, entry_id: bytes, error: BaseException | str) -> None:
         """Record why handling failed; a dead letter carries the last reason."""
@@ -589,7 +591,7 @@ class GroupConsumer:
     def _release(self, count: int) -> None:
         self._unacked -= count
         if self.max_unacked is None or self._unacked < self.max_unacked:
-            self._capacity.set()
+            self._room()
 
     def _take_ack_commands(
         self, keys: Sequence[str] | None = None
@@ -667,22 +669,18 @@ class GroupConsumer:
         cursors: dict[str, bytes] = {key: b"0" for key in keys}
         nogroup_backoff_s = BACKOFF_FIRST_S
         while True:
-            if ahead:
-                replies, acked = await ahead.next_replies()
-            else:
+            if not ahead:
                 if not self._running.is_set() and not self._stopping:
                     await self._flush_acks(conn, keys)
                     await self._running.wait()
-                if self.max_unacked is not None and not self._stopping:
-                    while self._unacked >= self.max_unacked and not self._stopping:
-                        self._capacity.clear()
-                        await self._flush_acks(conn, keys)
-                        await self._capacity.wait()
-                if self._stopping:
+                if self.max_unacked is not None:
+                    await self._wait_for_room(conn, keys, cursors, ahead)
+                if self._stopping and not ahead:
                     await self._flush_acks(conn, keys)
                     return
-                future, acked = self._send_read(conn, keys, cursors)
-                replies = await future
+                if not ahead:
+                    ahead.add(self._send_read(conn, keys, cursors))
+            replies, acked = await ahead.next_replies()
             for reply in replies[:-1]:
                 raise_for_reply(reply)
             self.stats.acked += acked
@@ -710,6 +708,52 @@ class GroupConsumer:
                 for key, cursor in cursors.items():
                     if cursor != _NEW and key not in returned:
                         cursors[key] = _NEW
+
+    async def _wait_for_room(
+        self,
+        conn: Connection,
+        keys: list[str],
+        cursors: dict[str, bytes],
+        ahead: _ReadsAhead,
+    ) -> None:
+        """Wait while `max_unacked` entries are handed out and not acked.
+
+        The ack that makes room sends the next read itself: handlers that
+        never suspend keep the loop busy, and a read left to this task's
+        turn would go out only after several of them have run, with the
+        server idle meanwhile.
+        """
+        assert self.max_unacked is not None
+
+        def send_read() -> None:
+            if ahead or self._stopping or not self._running.is_set():
+                return
+            try:
+                ahead.add(self._send_read(conn, keys, cursors))
+            except RedisConnectionError:
+                pass  # this task finds the connection lost on its own
+
+        while self._unacked >= self.max_unacked and not self._stopping:
+            self._capacity.clear()
+            # Waiting from here: room may come while the handled acks go out
+            # (and handlers may keep the loop until all they hold is done).
+            self._read_on_room.append(send_read)
+            try:
+                await self._flush_acks(conn, keys)
+                if ahead or self._unacked < self.max_unacked:
+                    return
+                await self._capacity.wait()
+            finally:
+                if send_read in self._read_on_room:
+                    self._read_on_room.remove(send_read)
+
+    def _room(self) -> None:
+        """Fewer than `max_unacked` are handed out: read again."""
+        if self._read_on_room:
+            waiting, self._read_on_room = self._read_on_room, []
+            for send_read in waiting:
+                send_read()
+        self._capacity.set()
 
     def _send_read(
         self,

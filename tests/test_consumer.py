@@ -4,11 +4,14 @@ are in test_pitfalls_core.py)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
+import redis
 
-from aioredismq.client import Client, Consumer
+from aioredismq.client import ACK_CHUNK, Client, Consumer
 from aioredismq.connection import Connection
 from aioredismq.consumer import AckMode
 from aioredismq.errors import ClosedError, RedisConnectionError, ReplyError
@@ -312,3 +315,45 @@ async def test_send_many_reopens_a_lost_connection_for_the_next_batch(
     lengths = [await conn.execute("XLEN", key) for key in topic.stream_keys]
     assert sum(lengths) == 20
     await producer.close()
+
+
+async def test_the_ack_that_makes_room_sends_the_next_read(
+    client: Client, redis_url: str
+) -> None:
+    # A handler that never suspends keeps the event loop to itself until the
+    # batch is done; the next read must still go out as soon as an ack makes
+    # room, so the server prepares it meanwhile. Seen from a second, blocking
+    # connection while the handler still holds the loop: the group's pending
+    # count grows by the next read while the first batch is in the handler.
+    topic = await client.create_topic("room", 1)
+    await client.producer(topic).send_many([b"%d" % i for i in range(300)])
+    seen: list[int] = []
+    done = asyncio.Event()
+    observer = redis.Redis.from_url(redis_url)
+
+    def pending() -> int:
+        summary: Any = observer.xpending(topic.stream_keys[0], "g")
+        return int(summary["pending"])
+
+    async def handler(message: Message) -> None:
+        index = int(message.payload)
+        if index == ACK_CHUNK + 10:
+            # The first ACK_CHUNK are acked; the read sent with those acks
+            # leaves 100 - ACK_CHUNK of the first read and 100 more pending.
+            deadline = time.monotonic() + 5
+            while pending() == 100 and time.monotonic() < deadline:
+                time.sleep(0.001)
+            seen.append(pending())
+        if index == 299:
+            done.set()
+
+    consumer = client.consumer(topic, "g", "c1", prefetch=100, concurrency=1)
+    runner = asyncio.create_task(consumer.run(handler))
+    try:
+        async with asyncio.timeout(10):
+            await done.wait()
+    finally:
+        await consumer.stop()
+        await runner
+        observer.close()
+    assert seen == [100 - ACK_CHUNK + 100]
