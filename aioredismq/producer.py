@@ -366,6 +366,8 @@ class Producer:
             ts = b"%d" % (time.time_ns() // 1000)
             self._middle = self._middle_for(ts)
         if key is None and headers is None and self._router is None:
+            # The common case in pieces: the payload is copied once, by the
+            # batch's join.
             index = self._next_partition
             self._next_partition = index + 1 if index + 1 < self._partitions else 0
             queued += (
@@ -381,7 +383,8 @@ class Producer:
             queued.append(
                 self._encode_one(partition, payload, key_bytes, self._middle, headers)
             )
-            self._queued_streams.append(self.topic.stream_keys[partition])
+            if self._router is not None:  # a cluster routes each by its key
+                self._queued_streams.append(self.topic.stream_keys[partition])
         futures.append(future)
         self._in_flight += 1
         if len(futures) >= self.batch_max:
