@@ -41,9 +41,10 @@ async def main(url: str) -> None:
 
             return handle
 
-        # prefetch bounds what one consumer takes before acking. Kept small,
-        # the group spreads the messages over all members; with the default
-        # (100) the first member to read could take all 60 at once.
+        # prefetch bounds what one consumer takes from each partition before
+        # acking. Kept small, the group spreads the messages over all
+        # members; with the default (100) the first member to read could
+        # take all 60 at once.
         consumers: list[Consumer] = [
             client.consumer(topic, "billing", name, prefetch=4, concurrency=4)
             for name in CONSUMERS
