@@ -31,7 +31,7 @@ from aioredismq.message import Message, parse_entries, parse_fields
 from aioredismq.producer import Producer
 from aioredismq.recovery import ORIGIN_FIELDS
 from aioredismq.routing import Router, SingleNode
-from aioredismq.topic import Topic
+from aioredismq.topic import Topic, check_position
 
 __all__ = ["Client", "Consumer", "Subscriber"]
 
@@ -317,8 +317,9 @@ class Consumer(_Running):
         claim_interval_ms: int = 1000,
         max_deliveries: int | None = 10,
     ) -> None:
-        if concurrency < 1:
-            raise ConfigError("consumer", "concurrency", concurrency, ">= 1")
+        for option, value in (("prefetch", prefetch), ("concurrency", concurrency)):
+            if value < 1:
+                raise ConfigError("consumer", option, value, ">= 1")
         self.ack_mode = ack_mode
         self.concurrency = concurrency
         self._engine = GroupConsumer(
@@ -551,6 +552,10 @@ class Subscriber(_Running):
         count: int = 100,
         block_ms: int = 100,
     ) -> None:
+        for option, value in (("count", count), ("block_ms", block_ms)):
+            if value < 1:
+                raise ConfigError("subscriber", option, value, ">= 1")
+        check_position("subscriber", "start", start)
         self._source = source
         self.topic = topic
         self.start_position = start

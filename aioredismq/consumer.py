@@ -54,7 +54,7 @@ from aioredismq.message import (
 )
 from aioredismq.recovery import claim_idle, dead_letter
 from aioredismq.routing import Router, SingleNode
-from aioredismq.topic import Topic
+from aioredismq.topic import Topic, check_position
 
 __all__ = [
     "AckMode",
@@ -131,6 +131,10 @@ class ConsumerStats:
 
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{name}={value}" for name, value in self.as_dict().items())
+        return f"ConsumerStats({counts})"
 
 
 def entry_payload_ts(fields: list[bytes]) -> tuple[bytes, int]:
@@ -436,6 +440,7 @@ class GroupConsumer:
         if max_deliveries is not None and claim_idle_ms is None:
             allowed = "set claim_idle_ms too: redeliveries come from recovery"
             raise ConfigError("consumer", "max_deliveries", max_deliveries, allowed)
+        check_position("consumer", "start_id", start_id)
         # A single server: one reader over every partition (one XREADGROUP
         # may name many streams). A cluster: one reader per partition, since
         # one command may not span hash slots.

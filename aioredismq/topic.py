@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from aioredismq import keys
@@ -16,6 +17,7 @@ from aioredismq.routing import Router, SingleNode
 
 __all__ = [
     "Topic",
+    "check_position",
     "create_topic",
     "delete_topic",
     "open_topic",
@@ -25,6 +27,16 @@ __all__ = [
 # Redis allows up to 2**32 - 1 keys; far fewer partitions already stop making
 # sense, and the bound keeps a typo from creating millions of keys.
 MAX_PARTITIONS = 1_000_000
+
+# "$" (the end), or an entry id: milliseconds, optionally "-" and a sequence.
+_POSITION = re.compile(r"\$|\d+(-\d+)?")
+
+
+def check_position(source: str, option: str, position: str) -> None:
+    """Refuse a stream position the server would refuse only at first use."""
+    if not isinstance(position, str) or not _POSITION.fullmatch(position):
+        allowed = '"$" (new messages only), "0" (from the start) or an entry id'
+        raise ConfigError(source, option, position, allowed)
 
 
 @dataclass(frozen=True, slots=True)

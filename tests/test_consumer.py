@@ -14,7 +14,12 @@ import redis
 from aioredismq.client import ACK_CHUNK, Client, Consumer
 from aioredismq.connection import Connection
 from aioredismq.consumer import AckMode
-from aioredismq.errors import ClosedError, RedisConnectionError, ReplyError
+from aioredismq.errors import (
+    ClosedError,
+    ConfigError,
+    RedisConnectionError,
+    ReplyError,
+)
 from aioredismq.keys import dead_letter_key
 from aioredismq.message import Message
 from aioredismq.topic import Topic
@@ -115,6 +120,9 @@ async def test_failed_messages_are_retried_then_dead_lettered(client: Client) ->
     assert fields[b"last-error"] == b"cannot handle bad"
     assert await client.pending(topic, "g") == [0]
     assert consumer.stats.dead_lettered == 1
+    shown = repr(consumer.stats)
+    assert shown.startswith("ConsumerStats(delivered=")
+    assert "dead_lettered=1, " in shown
 
 
 async def test_manual_mode_leaves_unacked_messages_pending(client: Client) -> None:
@@ -170,6 +178,38 @@ async def test_subscriber_misses_nothing_between_reads(client: Client) -> None:
             got += [m.payload for m in await subscriber.read()]
     await subscriber.stop()
     assert sorted(got) == sorted(b"%d" % i for i in range(10))
+
+
+async def test_subscriber_from_an_entry_id_reads_what_follows_it(
+    client: Client,
+) -> None:
+    topic = await client.create_topic("fan-id", 1)
+    producer = client.producer(topic)
+    ids = [await producer.send(b"%d" % i) for i in range(3)]
+    subscriber = client.subscriber(topic, start=ids[0].decode(), block_ms=20)
+    got = [m.payload for m in await subscriber.read()]
+    await subscriber.stop()
+    assert got == [b"1", b"2"]
+
+
+@pytest.mark.parametrize(
+    ("make", "error"),
+    [
+        (lambda c, t: c.consumer(t, "g", "c", prefetch=0), "prefetch: 0 is not"),
+        (lambda c, t: c.consumer(t, "g", "c", concurrency=-1), "concurrency: -1"),
+        (lambda c, t: c.consumer(t, "g", "c", start_id="first"), "start_id: 'first'"),
+        (lambda c, t: c.subscriber(t, count=0), "subscriber: count: 0 is not"),
+        (lambda c, t: c.subscriber(t, block_ms=-1), "subscriber: block_ms: -1"),
+        (lambda c, t: c.subscriber(t, start="latest"), "start: 'latest'"),
+        (lambda c, t: c.subscriber(t, start="1-2-3"), "start: '1-2-3'"),
+    ],
+)
+async def test_options_refused_at_construction_name_themselves(
+    client: Client, make: Callable[[Client, Topic], object], error: str
+) -> None:
+    topic = await client.create_topic("opts", 2)
+    with pytest.raises(ConfigError, match=error):
+        make(client, topic)
 
 
 async def test_admin_surface(client: Client) -> None:
