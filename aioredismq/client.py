@@ -41,6 +41,10 @@ Handler = Callable[[Message], Awaitable[None]]
 
 #: `Consumer.run` passes acks on to the reader at least this often.
 ACK_CHUNK = 64
+#: Messages a `Consumer` hands out before it lets other tasks run: handlers
+#: that never suspend would otherwise hold the event loop for a whole read
+#: (up to `prefetch` x partitions messages), and with it every other task.
+TURN_MESSAGES = 64
 _PARTITION = operator.attrgetter("partition")
 _MESSAGE_ID = operator.attrgetter("id")
 
@@ -344,6 +348,7 @@ class Consumer(_Running):
         self._ready: collections.deque[Iterator[Message]] = collections.deque()
         self._waiter: asyncio.Future[None] | None = None
         self._previous: Message | None = None
+        self._since_turn = 0  # messages handed out since the loop last ran
         self._handlers: set[asyncio.Task[None]] = set()
         self._engine_stopped = False
         self._started = False
@@ -412,6 +417,10 @@ class Consumer(_Running):
             and not self._stopped.is_set()
         ):
             self._ack(previous)
+        self._since_turn += 1
+        if self._since_turn >= TURN_MESSAGES:
+            self._since_turn = 0
+            await asyncio.sleep(0)
         message = self._take()  # what `_next` would return, without a coroutine
         if message is None:
             message = await self._next()
@@ -463,6 +472,7 @@ class Consumer(_Running):
         # the reader's next round trip carries them), every ACK_CHUNK
         # messages, and when the worker ends, cut off by a stop included.
         handled: list[Message] = []
+        since_turn = 0
         try:
             while True:
                 messages: Iterator[Message]
@@ -494,6 +504,10 @@ class Consumer(_Running):
                             if len(handled) >= ACK_CHUNK:
                                 self._ack_handled(handled)
                                 handled = []
+                    since_turn += 1
+                    if since_turn >= TURN_MESSAGES:
+                        since_turn = 0
+                        await asyncio.sleep(0)
                 if ready and ready[0] is messages:
                     ready.popleft()  # used up
         finally:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import redis
 
-from aioredismq.client import ACK_CHUNK, Client, Consumer
+from aioredismq.client import ACK_CHUNK, TURN_MESSAGES, Client, Consumer
 from aioredismq.connection import Connection
 from aioredismq.consumer import AckMode
 from aioredismq.errors import (
@@ -210,6 +210,51 @@ async def test_options_refused_at_construction_name_themselves(
     topic = await client.create_topic("opts", 2)
     with pytest.raises(ConfigError, match=error):
         make(client, topic)
+
+
+@pytest.mark.parametrize("style", ["run", "iterator"])
+async def test_handlers_that_never_suspend_still_let_other_tasks_run(
+    client: Client, style: str
+) -> None:
+    # One read brings 1,000 messages; handlers that never await would hold
+    # the loop for all of them. A ticker counts the loop's turns: each
+    # message notes the count it saw, so the distinct counts are the turns
+    # other tasks got while the batch was handled.
+    topic = await client.create_topic("hog", 1)
+    producer = client.producer(topic)
+    await producer.send_many([b"%d" % i for i in range(1000)])
+    consumer = client.consumer(topic, "g", "c1", prefetch=1000, concurrency=1)
+    ticks = 0
+    seen: list[int] = []
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0)
+            ticks += 1
+
+    async def handle(message: Message) -> None:
+        seen.append(ticks)
+
+    ticking = asyncio.create_task(ticker())
+    try:
+        async with asyncio.timeout(10):
+            if style == "run":
+                running = asyncio.create_task(consumer.run(handle))
+                while len(seen) < 1000:
+                    await asyncio.sleep(0.01)
+                await consumer.stop()
+                await running
+            else:
+                async for message in consumer:
+                    await handle(message)
+                    if len(seen) == 1000:
+                        break
+                await consumer.stop()
+    finally:
+        ticking.cancel()
+    assert len(seen) == 1000
+    assert len(set(seen)) >= 1000 // TURN_MESSAGES
 
 
 async def test_admin_surface(client: Client) -> None:
