@@ -9,6 +9,10 @@ that goes away (`bench report --json | head`) ends the output quietly and
 the command carries on to its own exit status; standard output that cannot
 take what is written (`> /dev/full`) is one line with exit status 2.
 
+SIGTERM (a cancelled CI job, `kill`, `timeout`) ends a command as Ctrl-C
+does: workers stopped, topics deleted, a private server stopped; the exit
+status is then 143 instead of 130.
+
 This module imports only the standard library; the subcommands, which take
 a fifth of a second or more to load, are imported by `main`, so a Ctrl-C
 while they load is an interruption like any later one, not a traceback.
@@ -20,7 +24,9 @@ import argparse
 import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from types import ModuleType
 from typing import Any, NoReturn, TextIO, cast
@@ -31,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 128 + signal.SIGTERM
 
 DESCRIPTION = """\
 Load-test Redis / Valkey Streams with OpenMessaging Benchmark workloads.
@@ -171,19 +178,47 @@ class _WatchedOutput:
             os.close(devnull)
 
 
+class _Termination:
+    """Turns SIGTERM into the interruption Ctrl-C makes, and remembers it."""
+
+    def __init__(self) -> None:
+        self.received = False
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received = True
+        # Whoever handles Ctrl-C now (asyncio's runner cancels its main task
+        # first, so the run cleans up) handles this too; where Ctrl-C is
+        # ignored, as in a background job, the interruption is raised here.
+        on_interrupt = signal.getsignal(signal.SIGINT)
+        if callable(on_interrupt):
+            on_interrupt(signal.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    termination = _Termination()
+    termination.install()
     stdout = sys.stdout
     if stdout is None:  # closed: print() writes nothing, nothing can fail
-        return _main(argv, None)
+        return _main(argv, None, termination)
     watched = _WatchedOutput(stdout)
     sys.stdout = cast(TextIO, watched)
     try:
-        return _main(argv, watched)
+        return _main(argv, watched, termination)
     finally:
         sys.stdout = stdout
 
 
-def _main(argv: Sequence[str] | None, watched: _WatchedOutput | None) -> int:
+def _main(
+    argv: Sequence[str] | None,
+    watched: _WatchedOutput | None,
+    termination: _Termination,
+) -> int:
     name = "bench"
     try:
         from aioredismq.errors import ConfigError, ServerUnavailableError
@@ -212,6 +247,9 @@ def _main(argv: Sequence[str] | None, watched: _WatchedOutput | None) -> int:
             watched.discard()
             return EXIT_USER_ERROR
     except KeyboardInterrupt:
+        if termination.received:
+            print(f"{name}: terminated", file=sys.stderr)
+            return EXIT_TERMINATED
         print(f"{name}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     return status

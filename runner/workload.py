@@ -115,7 +115,8 @@ class Workload:
     consumer_per_subscription: int
     producer_rate_per_s: float
     """Total target rate over all producers; 0 asks for max-rate discovery."""
-    consumer_backlog_size_gb: int
+    consumer_backlog_size_gb: float
+    """Whole GB in a file, as OMB's long; a fraction where code builds one."""
     backlog_drain_ratio: float
     test_duration_s: float | None
     """Length of the measured phase; None runs until stopped (OMB's 0)."""

@@ -19,7 +19,7 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 # PyYAML comes without type information, so its classes are Any to mypy.
-class _UniqueKeyLoader(yaml.SafeLoader):  # type: ignore[misc]
+class _UniqueKeyLoader(yaml.SafeLoader):  # type: ignore[misc, unused-ignore]
     def construct_mapping(
         self, node: yaml.MappingNode, deep: bool = False
     ) -> dict[Hashable, Any]:

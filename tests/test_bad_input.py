@@ -738,9 +738,17 @@ def test_results_to_devices(tmp_path: Path, redis_url: str) -> None:
     assert not Path("/dev/null.sidecar").exists()
 
 
+@pytest.mark.parametrize(
+    ("sent", "status", "said"),
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
+    ids=["SIGINT", "SIGTERM"],
+)
 @pytest.mark.parametrize("whole_group", [False, True], ids=["process", "group"])
-def test_ctrl_c_leaves_nothing_behind(tmp_path: Path, whole_group: bool) -> None:
-    """SIGINT to the command alone, or to its group as a terminal sends it."""
+def test_ctrl_c_leaves_nothing_behind(
+    tmp_path: Path, whole_group: bool, sent: signal.Signals, status: int, said: str
+) -> None:
+    """SIGINT to the command alone, or to its group as a terminal sends it;
+    SIGTERM likewise, as a cancelled CI job or `kill` sends it."""
     process, marker = start_bench(
         "-o", str(tmp_path / "result.json"),
         "--test-duration", "60s",
@@ -762,15 +770,15 @@ def test_ctrl_c_leaves_nothing_behind(tmp_path: Path, whole_group: bool) -> None
         running = process.poll() is None
     if running:
         if whole_group:
-            os.killpg(process.pid, signal.SIGINT)
+            os.killpg(process.pid, sent)
         else:
-            process.send_signal(signal.SIGINT)
+            process.send_signal(sent)
     interrupted = time.monotonic()
     stderr, leftovers = finish(process, marker, timeout_s=10)
     assert running, stderr
     assert time.monotonic() - interrupted < 10 + LEFTOVER_GRACE_S
-    assert process.returncode == 130, stderr
+    assert process.returncode == status, stderr
     assert "Traceback" not in stderr, stderr
-    assert error_lines(stderr) == ["bench run: interrupted"], stderr
+    assert error_lines(stderr) == [f"bench run: {said}"], stderr
     assert leftovers == []
     assert not (tmp_path / "result.json").exists()

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -77,7 +78,9 @@ def write_driver_file(path: Path, redis_url: str, name: str = "Redis Test") -> P
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> dict:
+def smoke_run(
+    tmp_path_factory: pytest.TempPathFactory, redis_url: str
+) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("smoke")
     driver = write_driver_file(tmp / "driver.yaml", redis_url)
     result = tmp / "result.json"
@@ -105,7 +108,7 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> dict:
     }
 
 
-def test_result_has_every_omb_key(smoke_run: dict) -> None:
+def test_result_has_every_omb_key(smoke_run: dict[str, Any]) -> None:
     result = smoke_run["result"]
     expected = set(HEADER_KEYS + SERIES_KEYS + AGGREGATE_KEYS) | {
         "aggregatedPublishLatencyQuantiles",
@@ -122,13 +125,13 @@ def test_result_has_every_omb_key(smoke_run: dict) -> None:
     )
 
 
-def test_series_have_equal_lengths(smoke_run: dict) -> None:
+def test_series_have_equal_lengths(smoke_run: dict[str, Any]) -> None:
     result = smoke_run["result"]
     lengths = {key: len(result[key]) for key in SERIES_KEYS}
     assert set(lengths.values()) == {3}, lengths
 
 
-def test_rates_are_near_target(smoke_run: dict) -> None:
+def test_rates_are_near_target(smoke_run: dict[str, Any]) -> None:
     result = smoke_run["result"]
     for rate in result["publishRate"]:
         assert rate == pytest.approx(2000, rel=0.05)
@@ -137,14 +140,14 @@ def test_rates_are_near_target(smoke_run: dict) -> None:
     assert all(e == 0 for e in result["publishErrorRate"])
 
 
-def test_everything_sent_was_received(smoke_run: dict) -> None:
+def test_everything_sent_was_received(smoke_run: dict[str, Any]) -> None:
     counters = smoke_run["sidecar"]["counters"]
     assert counters["messageSendErrors"] == 0
     assert counters["messagesSent"] > 15_000
     assert counters["messagesReceived"] == counters["messagesSent"]
 
 
-def test_latencies_are_ordered_and_positive(smoke_run: dict) -> None:
+def test_latencies_are_ordered_and_positive(smoke_run: dict[str, Any]) -> None:
     result = smoke_run["result"]
     for family in ("PublishLatency", "EndToEndLatency"):
         p50 = result[f"aggregated{family}50pct"]
@@ -161,14 +164,14 @@ def test_latencies_are_ordered_and_positive(smoke_run: dict) -> None:
     assert quantiles["100.0"] == result["aggregatedEndToEndLatencyMax"]
 
 
-def test_stats_line_is_logged_each_period(smoke_run: dict) -> None:
+def test_stats_line_is_logged_each_period(smoke_run: dict[str, Any]) -> None:
     lines = [ln for ln in smoke_run["stderr"].splitlines() if "Pub rate" in ln]
     # one warm-up period and three measured ones
     assert len(lines) == 4
     assert re.search(r"Pub rate +\d+\.\d msg/s / +\d+\.\d MB/s \| Pub err", lines[-1])
 
 
-def test_sidecar_names_the_server(smoke_run: dict) -> None:
+def test_sidecar_names_the_server(smoke_run: dict[str, Any]) -> None:
     sidecar = smoke_run["sidecar"]
     assert sidecar["server"]["server"] in ("valkey", "redis")
     assert re.fullmatch(r"\d+\.\d+\.\d+", sidecar["server"]["version"])
@@ -176,7 +179,7 @@ def test_sidecar_names_the_server(smoke_run: dict) -> None:
     assert sidecar["workloadFile"].endswith("smoke.yaml")
 
 
-def test_run_leaves_no_streams(redis_url: str, smoke_run: dict) -> None:
+def test_run_leaves_no_streams(redis_url: str, smoke_run: dict[str, Any]) -> None:
     import redis
 
     client = redis.Redis.from_url(redis_url)

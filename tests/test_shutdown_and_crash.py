@@ -147,7 +147,7 @@ async def test_killed_consumer_loses_nothing(conn: Connection, redis_url: str) -
 
     runner = asyncio.create_task(survivor.run(record))
     async with asyncio.timeout(20):
-        while not sent <= handled | seen_by_victim or sum(
+        while not sent <= handled | seen_by_victim or any(
             await client.pending(topic, "g")
         ):
             await asyncio.sleep(0.1)
