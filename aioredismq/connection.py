@@ -535,6 +535,10 @@ class Connection(asyncio.Protocol):
             raise self._closed_error
         assert self._transport is not None
         future: asyncio.Future[list[Any]] = self._loop.create_future()
+        if not expected_replies:
+            # Nothing to wait for; queued, it would hold up every later batch.
+            future.set_result([])
+            return future
         if self._timeout_s is None:
             self._pending.append(_Batch(future, expected_replies, None, convert))
         else:

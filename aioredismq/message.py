@@ -39,8 +39,12 @@ _THIRD = itemgetter(2)
 _FOURTH = itemgetter(3)
 
 
-def _as_bytes(value: str | bytes) -> bytes:
-    return value.encode() if isinstance(value, str) else value
+def _as_bytes(value: str | bytes, what: str = "a header name or value") -> bytes:
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError(f"{what} must be str or bytes, not {type(value).__name__}")
 
 
 def encode_fields(
@@ -49,6 +53,9 @@ def encode_fields(
     """Header fields as a flat `[name, value, ...]` list for XADD."""
     if not headers:
         return []
+    if not isinstance(headers, Mapping):
+        kind = type(headers).__name__
+        raise TypeError(f"headers must be a mapping of names to values, not {kind}")
     flat: list[bytes] = []
     for name, value in headers.items():
         flat.append(HEADER_PREFIX + _as_bytes(name))

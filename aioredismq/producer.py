@@ -41,6 +41,15 @@ _KEY_HEAD = b"$3\r\nkey\r\n"
 _AUTO_ID = b"$1\r\n*\r\n"
 
 
+def _check_payload(payload: object) -> None:
+    if not isinstance(payload, (bytes, bytearray, memoryview)):
+        kind = type(payload).__name__
+        raise TypeError(
+            f"a payload must be bytes, bytearray or memoryview, not {kind}"
+            + (" (encode it first)" if isinstance(payload, str) else "")
+        )
+
+
 def _bulk(data: bytes) -> bytes:
     return b"$%d\r\n%b\r\n" % (len(data), data)
 
@@ -213,8 +222,23 @@ class Producer:
         """
         if self._closed:
             raise ClosedError("producer is closed")
-        ts = b"%d" % (time.time_ns() // 1000)
         count = len(payloads)
+        if keys is not None and len(keys) != count:
+            raise ValueError(f"{len(keys)} keys for {count} payloads; give one each")
+        future: asyncio.Future[list[Any]]
+        if not count:
+            future = self._loop.create_future()
+            future.set_result([])
+            return future
+        for payload in payloads:
+            if type(payload) is not bytes:
+                _check_payload(payload)
+        if keys is not None:
+            for key in keys:
+                if key is not None and not isinstance(key, (str, bytes)):
+                    kind = type(key).__name__
+                    raise TypeError(f"a key must be str, bytes or None, not {kind}")
+        ts = b"%d" % (time.time_ns() // 1000)
         if self._router is not None:
             middle = self._middle_for(ts)
             routed = []
@@ -228,9 +252,7 @@ class Producer:
                         self._encode_one(partition, payload, key_bytes, middle, None),
                     )
                 )
-            future: asyncio.Future[list[Any]] = asyncio.ensure_future(
-                self._router.request_by_key(routed)
-            )
+            future = asyncio.ensure_future(self._router.request_by_key(routed))
         else:
             try:
                 future = self.connection.request(
@@ -356,6 +378,12 @@ class Producer:
     ) -> None:
         """Add one XADD to the batch being gathered; write the batch at once
         once it holds `batch_max` messages, else at the end of this tick."""
+        # A value the batch's join would refuse fails this call alone, before
+        # anything is queued, instead of the whole batch.
+        # (Keys and headers are checked as the message is encoded, also before
+        # it joins the batch.)
+        if type(payload) is not bytes:
+            _check_payload(payload)
         queued = self._queued
         futures = self._queued_futures
         if not futures:
@@ -378,6 +406,9 @@ class Producer:
                 b"\r\n",
             )
         else:
+            if key is not None and not isinstance(key, (str, bytes)):
+                kind = type(key).__name__
+                raise TypeError(f"a key must be str, bytes or None, not {kind}")
             key_bytes = key.encode() if isinstance(key, str) else key
             partition = self._partition(key_bytes)
             queued.append(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+from typing import Any
 
 import pytest
 
@@ -64,6 +65,46 @@ async def test_concurrent_sends_go_out_in_batches_of_batch_max(
     assert runs == [10, 10, 5]
     with pytest.raises(ConfigError, match="batch_max"):
         Producer(conn, topic, batch_max=0)
+
+
+async def test_a_bad_message_fails_its_own_call_only(conn: Connection) -> None:
+    topic = await create_topic(conn, "poison", 2)
+    producer = Producer(conn, topic)
+    bad: list[Any] = ["a str", 5, None]
+    results = await asyncio.gather(
+        producer.send(b"good-1"),
+        *(producer.send(payload) for payload in bad),
+        producer.send(b"good-2", key=5),  # type: ignore[arg-type]
+        producer.send(b"good-3", headers={"n": 1}),  # type: ignore[dict-item]
+        producer.send(b"good-4", headers=[("a", "b")]),  # type: ignore[arg-type]
+        producer.send(b"good-5", key="k", headers={"h": b"v"}),
+        return_exceptions=True,
+    )
+    assert [type(result).__name__ for result in results] == [
+        "bytes",
+        *["TypeError"] * 6,
+        "bytes",
+    ]
+    assert "not str (encode it first)" in str(results[1])
+    assert "key must be str, bytes or None, not int" in str(results[4])
+    stored = [await conn.execute("XRANGE", key, "-", "+") for key in topic.stream_keys]
+    payloads = sorted(entry_payload_ts(e[1])[0] for entries in stored for e in entries)
+    assert payloads == [b"good-1", b"good-5"]
+
+
+async def test_send_many_of_nothing_or_of_bad_values(conn: Connection) -> None:
+    topic = await create_topic(conn, "empty", 2)
+    producer = Producer(conn, topic)
+    assert await producer.send_many([]) == []
+    with pytest.raises(ValueError, match="1 keys for 2 payloads"):
+        producer.send_many([b"a", b"b"], keys=["x"])
+    with pytest.raises(TypeError, match="payload must be bytes"):
+        producer.send_many([b"a", "b"])  # type: ignore[list-item]
+    # The connection still serves the next batch and single sends.
+    replies = await producer.send_many([b"a", b"b"])
+    assert len(replies) == 2 and not any(map(is_reply_error, replies))
+    await producer.send(b"c")
+    assert [await conn.execute("XLEN", key) for key in topic.stream_keys] == [2, 1]
 
 
 async def test_send_many_and_consume_bytes_exactly(
