@@ -15,6 +15,7 @@ from aioredismq.errors import (
     RedisError,
     ReplyError,
     ReplyTimeoutError,
+    ServerBusyError,
     ServerUnavailableError,
 )
 from aioredismq.message import Message
@@ -42,6 +43,7 @@ __all__ = [
     "RedisError",
     "ReplyError",
     "ReplyTimeoutError",
+    "ServerBusyError",
     "ServerUnavailableError",
     "Subscriber",
     "Topic",

@@ -342,6 +342,7 @@ class Consumer(_Running):
             claim_interval_ms=claim_interval_ms,
             # Redeliveries come from recovery: without it there is no limit.
             max_deliveries=None if claim_idle_ms is None else max_deliveries,
+            on_failure=self._engine_failed,
         )
         # Batches read and not yet handed out, each an iterator that makes
         # its messages as they are taken (see `Batch.messages`).
@@ -355,6 +356,8 @@ class Consumer(_Running):
         self._stopped = asyncio.Event()
         # Set with `_stopped`; a plain attribute, read once per message.
         self._closing = False
+        # What ended reading (an error retrying cannot get past), if anything.
+        self._failure: BaseException | None = None
 
     @property
     def stats(self) -> ConsumerStats:
@@ -375,6 +378,13 @@ class Consumer(_Running):
                 return message
             ready.popleft()
         return None
+
+    def _engine_failed(self, error: BaseException) -> None:
+        """Reading ended with an error: hand nothing more out (what was
+        fetched stays pending) and raise it from `run` and the iterator."""
+        self._failure = error
+        self._closing = True
+        self._wake()
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -433,6 +443,8 @@ class Consumer(_Running):
         # A plain deque and one shared waiter: a message ready costs no task
         # and no await, which is most of the per-message cost otherwise.
         while (message := self._take()) is None:
+            if self._failure is not None:
+                raise self._failure
             if self._stopped.is_set():
                 return None
             if not self._started:
@@ -447,7 +459,10 @@ class Consumer(_Running):
         """Handle messages until `stop`, up to `concurrency` at once.
 
         `concurrency` long-lived tasks each take the next message, await the
-        handler and ack; no task is made per message.
+        handler and ack; no task is made per message. A lost connection or a
+        busy server is waited out; an error retrying cannot get past (say, a
+        partition's key replaced by another type) ends reading, lets running
+        handlers finish and is raised here (the iterator raises it too).
         """
         await self.start()
         workers = [
@@ -461,6 +476,8 @@ class Consumer(_Running):
             results = await asyncio.gather(*workers, return_exceptions=True)
         finally:
             self._handlers.difference_update(workers)
+        if self._failure is not None:
+            raise self._failure
         for result in results:
             if isinstance(result, Exception):
                 raise result

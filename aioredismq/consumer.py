@@ -40,6 +40,7 @@ from aioredismq.connection import (
     raise_for_reply,
 )
 from aioredismq.errors import (
+    AioRedisMQError,
     BusyGroupError,
     ConfigError,
     NoGroupError,
@@ -426,6 +427,7 @@ class GroupConsumer:
         claim_interval_ms: int = 1000,
         max_deliveries: int | None = None,
         side: Connection | None = None,
+        on_failure: Callable[[BaseException], None] | None = None,
     ) -> None:
         for option, value, low in (
             ("count", count, 1),
@@ -490,6 +492,9 @@ class GroupConsumer:
         self._stopping = False
         self._running = asyncio.Event()
         self._running.set()
+        #: The error that ended reading or recovery before `stop`, if any.
+        self.failure: BaseException | None = None
+        self._on_failure = on_failure
 
     # lifecycle
 
@@ -522,6 +527,21 @@ class GroupConsumer:
             self._tasks.append(
                 asyncio.create_task(self._sweep_forever(), name=f"sweeper {self.name}")
             )
+        for task in self._tasks:
+            task.add_done_callback(self._task_ended)
+
+    def _task_ended(self, task: asyncio.Task[None]) -> None:
+        """A reader or the sweeper ended on its own: an error it cannot get
+        past (connection losses and busy servers it waits out)."""
+        if task.cancelled() or self._stopping or task.exception() is None:
+            return
+        error = task.exception()
+        assert error is not None
+        logger.error("consumer %s: %s ended: %s", self.name, task.get_name(), error)
+        if self.failure is None:
+            self.failure = error
+            if self._on_failure is not None:
+                self._on_failure(error)
 
     def pause(self) -> None:
         """Stop fetching once the reads in flight are in (they are handed
@@ -546,20 +566,22 @@ class GroupConsumer:
                 task.cancel()
         results = await asyncio.gather(*tasks, return_exceptions=True)
         for result in results:
-            if isinstance(result, Exception):
+            if isinstance(result, Exception) and result is not self.failure:
                 logger.warning(
                     "consumer %s stopped with an error: %s", self.name, result
                 )
-        if self._acks and self._router is not None:
-            try:
+        try:
+            if self._acks and self._router is not None:
                 await self._flush_acks(self._router)
-            except RedisConnectionError as err:
-                logger.warning(
-                    "consumer %s could not send its last acks: %s", self.name, err
-                )
-        if self._side is not None:
-            await self._side.close()
-            self._side = None
+        except AioRedisMQError as err:
+            # Those entries stay pending: handled again after recovery.
+            logger.warning(
+                "consumer %s could not send its last acks: %s", self.name, err
+            )
+        finally:
+            if self._side is not None:
+                await self._side.close()
+                self._side = None
 
     # acknowledgements
 
@@ -655,6 +677,15 @@ class GroupConsumer:
                 logger.warning(
                     "consumer %s lost its connection (%s); reconnecting", self.name, err
                 )
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, BACKOFF_MAX_S)
+            except AioRedisMQError as err:
+                if not err.retriable or self._stopping:
+                    raise
+                logger.warning(
+                    "consumer %s: %s; reading again in %.1f s",
+                    self.name, err, backoff_s,
+                )  # fmt: skip
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(backoff_s * 2, BACKOFF_MAX_S)
             finally:
@@ -982,6 +1013,10 @@ class GroupConsumer:
                         pass
             except NoGroupError:
                 pass  # the reader recreates the group
+            except AioRedisMQError as err:
+                if not err.retriable:
+                    raise
+                logger.warning("recovery sweep failed (%s); trying again later", err)
 
     async def sweep(self) -> None:
         """Claim entries idle past `claim_idle_ms`; dead-letter the worn out."""

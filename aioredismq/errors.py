@@ -14,6 +14,7 @@
     │   ├── ReplyError            the server answered a command with an error
     │   │   ├── NoGroupError      the stream or its consumer group is gone
     │   │   ├── BusyGroupError    the consumer group already exists
+    │   │   ├── ServerBusyError   the server cannot take it now (retriable)
     │   │   └── ClusterRedirectError  a cluster kept redirecting a command
     │   └── ProtocolError         a reply that does not parse
     ├── ClosedError               a producer, consumer or client used after close
@@ -46,6 +47,7 @@ __all__ = [
     "ReplyError",
     "ReplyTimeoutError",
     "ResultValueError",
+    "ServerBusyError",
     "ServerUnavailableError",
     "WorkerError",
     "WorkloadError",
@@ -181,6 +183,18 @@ class BusyGroupError(ReplyError):
     """BUSYGROUP: the consumer group already exists."""
 
 
+class ServerBusyError(ReplyError):
+    """The server cannot take the command now, though it may soon: LOADING
+    (reading its data at start), BUSY (a script running), TRYAGAIN,
+    MASTERDOWN, CLUSTERDOWN, READONLY (a failover made it a replica)."""
+
+    retriable = True
+
+
+#: Error codes of a server that may take the same command a moment later.
+BUSY_CODES = ("LOADING", "BUSY ", "TRYAGAIN", "MASTERDOWN", "CLUSTERDOWN", "READONLY")
+
+
 class ClusterRedirectError(ReplyError):
     """A cluster still answered MOVED or ASK after the allowed redirects.
 
@@ -241,4 +255,6 @@ def reply_error(message: str) -> ReplyError:
         return NoGroupError(message)
     if message.startswith("BUSYGROUP"):
         return BusyGroupError(message)
+    if message.startswith(BUSY_CODES):
+        return ServerBusyError(message)
     return ReplyError(message)

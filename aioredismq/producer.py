@@ -22,6 +22,7 @@ from aioredismq.errors import (
     ClosedError,
     ConfigError,
     RedisConnectionError,
+    ServerBusyError,
 )
 from aioredismq.keys import partition_for_key
 from aioredismq.message import FIELD_KEY, encode_fields
@@ -171,9 +172,10 @@ class Producer:
         """Send one message; return its stream entry id once it is stored.
 
         If the connection is lost the producer reconnects, with back-off, and
-        sends again, up to `retries` times. A message whose ack was lost with
-        the connection may then be stored twice (at least once, never lost
-        silently); the last failure is raised.
+        sends again, up to `retries` times; a server that answers it is busy
+        (`ServerBusyError`) is asked again the same way. A message whose ack
+        was lost with the connection may then be stored twice (at least
+        once, never lost silently); the last failure is raised.
         """
         backoff_s = RECONNECT_FIRST_S
         for attempt in itertools.count():
@@ -189,7 +191,9 @@ class Producer:
             self._queue(future, payload, key, headers)
             try:
                 return await future
-            except RedisConnectionError:
+            except (RedisConnectionError, ServerBusyError):
+                # Lost with the connection, or refused by a server that may
+                # take it a moment later (loading, running a script).
                 if attempt >= self.retries or self._closed:
                     raise
             await asyncio.sleep(backoff_s)

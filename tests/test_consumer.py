@@ -257,6 +257,102 @@ async def test_handlers_that_never_suspend_still_let_other_tasks_run(
     assert len(set(seen)) >= 1000 // TURN_MESSAGES
 
 
+@pytest.mark.parametrize("style", ["run", "iterator"])
+async def test_an_error_that_ends_reading_is_raised_not_hidden(
+    client: Client, conn: Connection, style: str
+) -> None:
+    topic = await client.create_topic("clobbered", 1)
+    producer = client.producer(topic)
+    await producer.send(b"before")
+    consumer = client.consumer(topic, "g", "c1", block_ms=20)
+    got: list[bytes] = []
+
+    async def handle(message: Message) -> None:
+        got.append(message.payload)
+        if len(got) == 1:
+            # The partition's key becomes a string in one step: every read
+            # from now on is refused with WRONGTYPE, which no retry mends.
+            key = topic.stream_keys[0]
+            await conn.execute("MULTI")
+            await conn.execute("DEL", key)
+            await conn.execute("SET", key, "not a stream")
+            await conn.execute("EXEC")
+
+    with pytest.raises(ReplyError, match="WRONGTYPE"):
+        async with asyncio.timeout(5):
+            if style == "run":
+                await consumer.run(handle)
+            else:
+                async for message in consumer:
+                    await handle(message)
+    await consumer.stop()
+    assert got == [b"before"]
+
+
+BUSY_FOR_S = """
+    local start = redis.call("TIME")
+    local now = start
+    while (now[1] - start[1]) * 1000000 + (now[2] - start[2]) < ARGV[1] * 1000000 do
+        now = redis.call("TIME")
+    end
+    return 1
+"""
+
+
+async def test_a_busy_server_is_waited_out(
+    client: Client, conn: Connection, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A script that runs for a second: past busy-reply-threshold, every other
+    # command gets a BUSY error reply until it ends. The handler of the first
+    # message starts it; with prefetch 1 the reader sends its next read (and
+    # the ack) only when that handler returns, into the busy server.
+    topic = await client.create_topic("busy", 1)
+    producer = client.producer(topic, retries=5)
+    consumer = client.consumer(
+        topic, "g", "c1", prefetch=1, block_ms=10, claim_idle_ms=None
+    )
+    script = redis.Redis.from_url(redis_url)
+    got: list[bytes] = []
+    busy: list[asyncio.Future[Any]] = []
+
+    async def handle(message: Message) -> None:
+        got.append(message.payload)
+        if not busy:
+            busy.append(asyncio.ensure_future(
+                asyncio.to_thread(script.eval, BUSY_FOR_S, 0, 1)
+            ))  # fmt: skip
+            await asyncio.sleep(0.2)
+
+    await conn.execute("CONFIG", "SET", "busy-reply-threshold", 20)
+    running = asyncio.create_task(consumer.run(handle))
+    try:
+        await producer.send(b"before")
+        async with asyncio.timeout(10):
+            while not busy:
+                await asyncio.sleep(0.01)
+            # Sent while the script runs: the producer asks again until the
+            # server takes it (its retries' back-off adds up to 3.1 s).
+            await asyncio.sleep(0.1)
+            await producer.send(b"after")
+            assert busy[0].done()
+            while b"after" not in got:
+                await asyncio.sleep(0.01)
+    finally:
+        if busy:
+            await busy[0]
+        script.close()
+        await conn.execute("CONFIG", "SET", "busy-reply-threshold", 5000)
+        await consumer.stop()
+        await running
+    assert "BUSY" in caplog.text and "reading again" in caplog.text
+    assert await client.stream_lengths(topic) == [2]  # "after" stored once
+    # The ack that met the busy server is lost with it: the message comes
+    # again from the consumer's own history (at least once), then is acked.
+    assert got[0] == b"before" and got[-1] == b"after"
+    assert set(got) == {b"before", b"after"}
+    assert await client.pending(topic, "g") == [0]
+
+
 async def test_admin_surface(client: Client) -> None:
     topic = await client.create_topic("adm", 2)
     producer = client.producer(topic)
