@@ -23,8 +23,19 @@ from typing import Any, Self
 
 from aioredismq import topic as topics
 from aioredismq.cluster import ClusterConnections
-from aioredismq.connection import Connection, ConnectionSettings, encode_command
-from aioredismq.consumer import AckMode, Batch, ConsumerStats, GroupConsumer
+from aioredismq.connection import (
+    Connection,
+    ConnectionSettings,
+    encode_command,
+    raise_for_reply,
+)
+from aioredismq.consumer import (
+    AckMode,
+    Batch,
+    ConsumerStats,
+    GroupConsumer,
+    check_ack_mode,
+)
 from aioredismq.errors import ClosedError, ConfigError, RedisConnectionError
 from aioredismq.keys import META_PREFIX, dead_letter_key
 from aioredismq.message import Message, parse_entries, parse_fields
@@ -168,7 +179,8 @@ class Client:
 
     async def stream_lengths(self, topic: Topic) -> list[int]:
         """Entries per partition (XLEN)."""
-        return [int(n) for n in await self._each_partition(topic, "XLEN")]
+        replies = await self._each_partition(topic, "XLEN")
+        return [int(raise_for_reply(n)) for n in replies]
 
     async def trim(
         self, topic: Topic, *, maxlen: int | None = None, min_id: str | None = None
@@ -179,7 +191,8 @@ class Client:
         rule: tuple[str, str | int] = (
             ("MAXLEN", maxlen) if maxlen is not None else ("MINID", str(min_id))
         )
-        return sum(int(n) for n in await self._each_partition(topic, "XTRIM", *rule))
+        replies = await self._each_partition(topic, "XTRIM", *rule)
+        return sum(int(raise_for_reply(n)) for n in replies)
 
     async def groups(self, topic: Topic) -> list[list[dict[str, Any]]]:
         """XINFO GROUPS of each partition, as dicts with str keys."""
@@ -312,7 +325,7 @@ class Consumer(_Running):
         group: str,
         name: str,
         *,
-        ack_mode: AckMode = AckMode.AFTER_HANDLER,
+        ack_mode: AckMode | str = AckMode.AFTER_HANDLER,
         prefetch: int = 100,
         concurrency: int = 10,
         block_ms: int = 100,
@@ -324,6 +337,7 @@ class Consumer(_Running):
         for option, value in (("prefetch", prefetch), ("concurrency", concurrency)):
             if value < 1:
                 raise ConfigError("consumer", option, value, ">= 1")
+        ack_mode = check_ack_mode(ack_mode)
         self.ack_mode = ack_mode
         self.concurrency = concurrency
         self._engine = GroupConsumer(

@@ -190,9 +190,11 @@ class ConnectionSettings:
         if not db_text.isdigit():
             raise ConfigError("url", "database", db_text, "expected an integer")
         try:
-            port = parts.port or DEFAULT_PORT
+            port = DEFAULT_PORT if parts.port is None else parts.port
         except ValueError as err:
             raise ConfigError("url", "port", url, "expected 1-65535") from err
+        if port == 0:  # an address to listen on, never one to connect to
+            raise ConfigError("url", "port", url, "expected 1-65535")
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         check_misspelt_keys("url", query, URL_OPTIONS)
         timeout_s: float | None = None

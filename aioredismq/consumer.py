@@ -108,6 +108,20 @@ class AckMode(enum.Enum):
     NONE = "none"
 
 
+def check_ack_mode(value: AckMode | str) -> AckMode:
+    """The mode itself, or the mode its value names ("after-handler",
+    "manual", "none"); ConfigError for anything else."""
+    if isinstance(value, AckMode):
+        return value
+    try:
+        return AckMode(value)
+    except ValueError:
+        allowed = "expected an AckMode or one of " + ", ".join(
+            repr(mode.value) for mode in AckMode
+        )
+        raise ConfigError("consumer", "ack_mode", value, allowed) from None
+
+
 class ConsumerStats:
     """Counters a consumer keeps; read them at any time."""
 
@@ -420,7 +434,7 @@ class GroupConsumer:
         partitions: Sequence[int] | None = None,
         count: int = 100,
         block_ms: int = 100,
-        ack_mode: AckMode = AckMode.AFTER_HANDLER,
+        ack_mode: AckMode | str = AckMode.AFTER_HANDLER,
         max_unacked: int | None = None,
         start_id: str = "0",
         claim_idle_ms: int | None = None,
@@ -443,6 +457,7 @@ class GroupConsumer:
             allowed = "set claim_idle_ms too: redeliveries come from recovery"
             raise ConfigError("consumer", "max_deliveries", max_deliveries, allowed)
         check_position("consumer", "start_id", start_id)
+        ack_mode = check_ack_mode(ack_mode)
         # A single server: one reader over every partition (one XREADGROUP
         # may name many streams). A cluster: one reader per partition, since
         # one command may not span hash slots.

@@ -48,6 +48,17 @@ class Topic:
     stream_keys: tuple[str, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        name = self.name
+        if not isinstance(name, str) or not name or "{" in name or "}" in name:
+            # Each partition's key is "{name:i}": a brace in the name would
+            # move the hash tag, and a cluster would no longer spread them.
+            allowed = "expected a non-empty str without { or }"
+            raise ConfigError("topic", "name", self.name, allowed)
+        if not isinstance(self.partitions, int) or isinstance(self.partitions, bool):
+            allowed = "expected a whole number of partitions"
+            raise ConfigError(
+                f"topic {self.name!r}", "partitions", self.partitions, allowed
+            )
         if not 1 <= self.partitions <= MAX_PARTITIONS:
             allowed = f"expected 1 to {MAX_PARTITIONS} partitions"
             source = f"topic {self.name!r}"

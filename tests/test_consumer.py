@@ -202,6 +202,13 @@ async def test_subscriber_from_an_entry_id_reads_what_follows_it(
         (lambda c, t: c.subscriber(t, block_ms=-1), "subscriber: block_ms: -1"),
         (lambda c, t: c.subscriber(t, start="latest"), "start: 'latest'"),
         (lambda c, t: c.subscriber(t, start="1-2-3"), "start: '1-2-3'"),
+        (lambda c, t: c.consumer(t, "g", "c", ack_mode="auto"), "ack_mode: 'auto'"),
+        (lambda c, t: Topic("{orders}", 2), "name: '{orders}' is not"),
+        (lambda c, t: Topic("", 2), "name: '' is not"),
+        (
+            lambda c, t: Topic("t", "3"),  # type: ignore[arg-type]
+            "partitions: '3' is not",
+        ),
     ],
 )
 async def test_options_refused_at_construction_name_themselves(
@@ -351,6 +358,28 @@ async def test_a_busy_server_is_waited_out(
     assert got[0] == b"before" and got[-1] == b"after"
     assert set(got) == {b"before", b"after"}
     assert await client.pending(topic, "g") == [0]
+
+
+@pytest.mark.parametrize("mode", ["manual", "none"])
+async def test_an_ack_mode_by_its_value(client: Client, mode: str) -> None:
+    topic = await client.create_topic("modes", 1)
+    await client.producer(topic).send(b"x")
+    consumer = client.consumer(topic, "g", "c1", ack_mode=mode)
+    await collect(consumer, 1)
+    await consumer.stop()
+    # Manual: not acked, so pending; none (NOACK): never pending.
+    assert await client.pending(topic, "g") == [1 if mode == "manual" else 0]
+
+
+async def test_admin_errors_are_the_servers_not_a_crash(client: Client) -> None:
+    topic = await client.create_topic("adm-err", 1)
+    with pytest.raises(ReplyError, match="MAXLEN"):
+        await client.trim(topic, maxlen=-1)
+    with pytest.raises(ReplyError, match="Invalid stream ID"):
+        await client.trim(topic, min_id="abc")
+    await client.connection.execute("SET", topic.stream_keys[0], "text")
+    with pytest.raises(ReplyError, match="WRONGTYPE"):
+        await client.stream_lengths(topic)
 
 
 async def test_admin_surface(client: Client) -> None:

@@ -609,6 +609,14 @@ def test_socket_timeout_setting_from_url_and_keywords() -> None:
         ConnectionSettings(parser="java")  # type: ignore[arg-type]
 
 
+def test_url_ports() -> None:
+    assert ConnectionSettings.from_url("redis://h").port == 6379  # as redis-py
+    assert ConnectionSettings.from_url("redis://h:7000").port == 7000
+    for bad in ("redis://h:0", "redis://h:70000", "redis://h:x"):
+        with pytest.raises(ConfigError, match="url: port: .* expected 1-65535"):
+            ConnectionSettings.from_url(bad)
+
+
 async def test_reply_deadlines_count_block_time_and_queue_position(
     conn: Connection, settings: ConnectionSettings
 ) -> None:
