@@ -52,9 +52,10 @@ Handler = Callable[[Message], Awaitable[None]]
 
 #: `Consumer.run` passes acks on to the reader at least this often.
 ACK_CHUNK = 64
-#: Messages a `Consumer` hands out before it lets other tasks run: handlers
-#: that never suspend would otherwise hold the event loop for a whole read
-#: (up to `prefetch` x partitions messages), and with it every other task.
+#: Messages a `Consumer` hands out, over all its handlers, before every
+#: other task ready to run gets its turn: handlers that never suspend would
+#: otherwise hold the event loop for a whole read (up to `prefetch` x
+#: partitions messages).
 TURN_MESSAGES = 64
 _PARTITION = operator.attrgetter("partition")
 _MESSAGE_ID = operator.attrgetter("id")
@@ -363,7 +364,10 @@ class Consumer(_Running):
         self._ready: collections.deque[Iterator[Message]] = collections.deque()
         self._waiter: asyncio.Future[None] | None = None
         self._previous: Message | None = None
-        self._since_turn = 0  # messages handed out since the loop last ran
+        # Messages still to hand out before the others' turn, and the
+        # handlers waiting for it to pass (see `_give_turn`).
+        self._turn_budget = TURN_MESSAGES
+        self._turn_waiters: list[asyncio.Future[None]] = []
         self._handlers: set[asyncio.Task[None]] = set()
         self._engine_stopped = False
         self._started = False
@@ -392,6 +396,29 @@ class Consumer(_Running):
                 return message
             ready.popleft()
         return None
+
+    async def _give_turn(self) -> None:
+        """Wait until every task ready to run now has run once.
+
+        The first handler to find the budget spent queues the new turn
+        behind the tasks already waiting for the loop; handlers that find it
+        spent meanwhile wait for that turn too, so between two turns at most
+        `TURN_MESSAGES` messages are handled, however many handlers run.
+        (One future each: a cancelled handler cancels only its own.)
+        """
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        if not self._turn_waiters:
+            loop.call_soon(self._new_turn)
+        self._turn_waiters.append(waiter)
+        await waiter
+
+    def _new_turn(self) -> None:
+        waiters, self._turn_waiters = self._turn_waiters, []
+        self._turn_budget = TURN_MESSAGES
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _engine_failed(self, error: BaseException) -> None:
         """Reading ended with an error: hand nothing more out (what was
@@ -441,10 +468,9 @@ class Consumer(_Running):
             and not self._stopped.is_set()
         ):
             self._ack(previous)
-        self._since_turn += 1
-        if self._since_turn >= TURN_MESSAGES:
-            self._since_turn = 0
-            await asyncio.sleep(0)
+        self._turn_budget -= 1
+        if self._turn_budget <= 0:
+            await self._give_turn()
         message = self._take()  # what `_next` would return, without a coroutine
         if message is None:
             message = await self._next()
@@ -503,7 +529,6 @@ class Consumer(_Running):
         # the reader's next round trip carries them), every ACK_CHUNK
         # messages, and when the worker ends, cut off by a stop included.
         handled: list[Message] = []
-        since_turn = 0
         try:
             while True:
                 messages: Iterator[Message]
@@ -520,8 +545,11 @@ class Consumer(_Running):
                         return
                     messages = iter((first,))
                 for message in messages:
+                    while self._turn_budget <= 0:  # others used it meanwhile
+                        await self._give_turn()
                     if self._closing:
                         return  # the rest stays pending (see `stop`)
+                    self._turn_budget -= 1
                     try:
                         await handler(message)
                     except asyncio.CancelledError:
@@ -535,10 +563,6 @@ class Consumer(_Running):
                             if len(handled) >= ACK_CHUNK:
                                 self._ack_handled(handled)
                                 handled = []
-                    since_turn += 1
-                    if since_turn >= TURN_MESSAGES:
-                        since_turn = 0
-                        await asyncio.sleep(0)
                 if ready and ready[0] is messages:
                     ready.popleft()  # used up
         finally:

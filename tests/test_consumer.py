@@ -219,9 +219,11 @@ async def test_options_refused_at_construction_name_themselves(
         make(client, topic)
 
 
-@pytest.mark.parametrize("style", ["run", "iterator"])
+@pytest.mark.parametrize(
+    ("style", "concurrency"), [("run", 1), ("run", 10), ("iterator", 1)]
+)
 async def test_handlers_that_never_suspend_still_let_other_tasks_run(
-    client: Client, style: str
+    client: Client, style: str, concurrency: int
 ) -> None:
     # One read brings 1,000 messages; handlers that never await would hold
     # the loop for all of them. A ticker counts the loop's turns: each
@@ -230,7 +232,7 @@ async def test_handlers_that_never_suspend_still_let_other_tasks_run(
     topic = await client.create_topic("hog", 1)
     producer = client.producer(topic)
     await producer.send_many([b"%d" % i for i in range(1000)])
-    consumer = client.consumer(topic, "g", "c1", prefetch=1000, concurrency=1)
+    consumer = client.consumer(topic, "g", "c1", prefetch=1000, concurrency=concurrency)
     ticks = 0
     seen: list[int] = []
 
