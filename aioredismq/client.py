@@ -30,6 +30,8 @@ from aioredismq.connection import (
     raise_for_reply,
 )
 from aioredismq.consumer import (
+    BACKOFF_FIRST_S,
+    BACKOFF_MAX_S,
     AckMode,
     Batch,
     ConsumerStats,
@@ -645,19 +647,21 @@ class Subscriber(_Running):
                 router: Router = SingleNode(self._own)
             else:
                 router = self._source
-            keys = self.topic.stream_keys
-            if self.start_position == "$":
-                last = await router.request_by_key(
-                    [
-                        (k, encode_command("XREVRANGE", k, "+", "-", "COUNT", 1))
-                        for k in keys
-                    ]
-                )
-                self._cursors = [r[0][0] if r else b"0-0" for r in last]
-            else:
-                self._cursors = [self.start_position.encode()] * self.topic.partitions
+            if not self._cursors:  # else reconnected: go on from the cursors
+                self._cursors = await self._start_cursors(router)
             self._router = router
         return self._router
+
+    async def _start_cursors(self, router: Router) -> list[bytes]:
+        if self.start_position != "$":
+            return [self.start_position.encode()] * self.topic.partitions
+        last = await router.request_by_key(
+            [
+                (key, encode_command("XREVRANGE", key, "+", "-", "COUNT", 1))
+                for key in self.topic.stream_keys
+            ]
+        )
+        return [reply[0][0] if reply else b"0-0" for reply in last]
 
     async def start(self) -> None:
         """Fix the start position now ("$" means: what is published after
@@ -667,16 +671,32 @@ class Subscriber(_Running):
     async def read(self) -> list[Message]:
         """The next messages (waiting up to `block_ms`); may be empty.
 
-        After `stop` (even from another task, mid-read) it returns nothing.
+        A lost connection is made again, with back-off, and reading goes on
+        from the cursors, so nothing published meanwhile is missed (as long
+        as the streams still hold it). After `stop` (even from another task,
+        mid-read) it returns nothing.
         """
-        if self._stopped:
-            return []
-        try:
-            return await self._read()
-        except (ClosedError, RedisConnectionError):
-            if self._stopped:
-                return []
-            raise
+        backoff_s = BACKOFF_FIRST_S
+        while not self._stopped:
+            try:
+                return await self._read()
+            except ClosedError:
+                if self._stopped:
+                    return []
+                raise
+            except RedisConnectionError as err:
+                if self._stopped:
+                    return []
+                logger.warning(
+                    "subscriber of %s lost its connection (%s); reconnecting in "
+                    "%.1f s", self.topic.name, err, backoff_s,
+                )  # fmt: skip
+                if self._own is not None:
+                    own, self._own, self._router = self._own, None, None
+                    await own.close()
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, BACKOFF_MAX_S)
+        return []
 
     async def _read(self) -> list[Message]:
         router = await self._open()

@@ -438,6 +438,26 @@ async def test_dead_letters_api_and_acks_after_stop(client: Client) -> None:
         await consumer.ack(message)
 
 
+async def test_subscriber_reconnects_and_goes_on_from_its_cursors(
+    client: Client, conn: Connection
+) -> None:
+    topic = await client.create_topic("fan-lost", 2)
+    producer = client.producer(topic)
+    subscriber = client.subscriber(topic, block_ms=20)
+    await subscriber.start()
+    await producer.send(b"a")
+    got = [m.payload for m in await subscriber.read()]
+    await kill_other_clients(conn)
+    # Published while the subscriber has no connection: still read, once.
+    await producer.send(b"b")
+    await producer.send(b"c")
+    async with asyncio.timeout(10):
+        while len(got) < 3:
+            got += [m.payload for m in await subscriber.read()]
+    await subscriber.stop()
+    assert got == [b"a", b"b", b"c"]
+
+
 async def test_subscriber_as_a_context_manager_starts_at_the_end(
     client: Client,
 ) -> None:
