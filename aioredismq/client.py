@@ -102,13 +102,19 @@ class Client:
         cluster = await ClusterConnections.connect(seeds)
         return cls(seeds[0], cluster.connection_for_key(META_PREFIX), cluster)
 
-    async def close(self) -> None:
-        """Stop consumers and subscribers, close producers, disconnect."""
+    async def close(self, timeout_s: float = 10.0) -> None:
+        """Stop consumers and subscribers, close producers, disconnect.
+
+        Each producer and consumer gets up to `timeout_s` for what it still
+        waits for (see `Producer.close` and `Consumer.stop`).
+        """
         self._closing = True
         owned, self._owned = self._owned, []
         for item in reversed(owned):
             if isinstance(item, Producer):
-                await item.close()
+                await item.close(timeout_s)
+            elif isinstance(item, Consumer):
+                await item.stop(timeout_s)
             else:
                 await item.stop()
         if self._cluster is not None:
@@ -581,6 +587,9 @@ class Consumer(_Running):
     async def stop(self, timeout_s: float = 10.0) -> None:
         """Stop reading; let running handlers finish (up to `timeout_s`).
 
+        A server that stops answering delays it by up to `timeout_s` more
+        for the reads in flight and as much for the last acks.
+
         Messages fetched but not handled, and handlers cut off by the
         timeout, are not acked: they stay pending in the group and come back
         on this consumer's next start or through another member's recovery.
@@ -598,7 +607,7 @@ class Consumer(_Running):
                 task.cancel()
             if late:
                 await asyncio.wait(late)
-        await self._engine.stop()
+        await self._engine.stop(timeout_s)
         self._engine_stopped = True
 
 

@@ -566,11 +566,14 @@ class GroupConsumer:
     def resume(self) -> None:
         self._running.set()
 
-    async def stop(self) -> None:
+    async def stop(self, timeout_s: float = 10.0) -> None:
         """Stop reading, ack what was handled, close every connection.
 
         Entries read but not handled (or not acked, in manual mode) stay
         pending in the group, for this consumer's next start or for recovery.
+        A server that stops answering is waited for up to `timeout_s` for the
+        reads in flight, and as long again for the last acks; then they are
+        given up (their entries stay pending).
         """
         self._stopping = True
         self._running.set()
@@ -579,15 +582,31 @@ class GroupConsumer:
         for task in tasks:
             if task.get_name().startswith("sweeper"):
                 task.cancel()
-        results = await asyncio.gather(*tasks, return_exceptions=True)
-        for result in results:
-            if isinstance(result, Exception) and result is not self.failure:
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=max(timeout_s, 0))
+            if late:
                 logger.warning(
-                    "consumer %s stopped with an error: %s", self.name, result
+                    "consumer %s: no answer from the server within %s s; "
+                    "reads in flight given up", self.name, timeout_s,
+                )  # fmt: skip
+                for task in late:
+                    task.cancel()
+                await asyncio.wait(late)
+        for task in tasks:
+            error = None if task.cancelled() else task.exception()
+            if isinstance(error, Exception) and error is not self.failure:
+                logger.warning(
+                    "consumer %s stopped with an error: %s", self.name, error
                 )
         try:
             if self._acks and self._router is not None:
-                await self._flush_acks(self._router)
+                async with asyncio.timeout(max(timeout_s, 0)):
+                    await self._flush_acks(self._router)
+        except TimeoutError:
+            logger.warning(
+                "consumer %s: no answer to its last acks within %s s",
+                self.name, timeout_s,
+            )  # fmt: skip
         except AioRedisMQError as err:
             # Those entries stay pending: handled again after recovery.
             logger.warning(

@@ -493,19 +493,30 @@ class Producer:
                 if not waiter.done():
                     waiter.set_result(None)
 
-    async def close(self) -> None:
-        """Refuse new messages, wait for those in flight to be acked, and
-        close any connection the producer opened itself."""
+    async def close(self, timeout_s: float = 10.0) -> None:
+        """Refuse new messages, wait up to `timeout_s` for those in flight to
+        be acked, and close any connection the producer opened itself.
+
+        Sends still unanswered then fail with `ClosedError` once their
+        connection closes: the server may or may not have stored them.
+        """
         self._closed = True
         if self._reopening is not None:
             self._reopening.cancel()
             await asyncio.gather(self._reopening, return_exceptions=True)
-        while self._in_flight > 0 and (
-            self._router is not None or not self.connection.closed
-        ):
-            waiter = self._loop.create_future()
-            self._capacity_waiters.append(waiter)
-            await waiter
+        try:
+            async with asyncio.timeout(max(timeout_s, 0)):
+                while self._in_flight > 0 and (
+                    self._router is not None or not self.connection.closed
+                ):
+                    waiter = self._loop.create_future()
+                    self._capacity_waiters.append(waiter)
+                    await waiter
+        except TimeoutError:
+            logger.warning(
+                "producer: %d messages not acknowledged within %s s; closing",
+                self._in_flight, timeout_s,
+            )  # fmt: skip
         opened, self._opened = self._opened, []
         for conn in opened:
             await conn.close()

@@ -91,6 +91,11 @@ class EmbeddedServer:
     def url(self) -> str:
         return f"redis://{self.host}:{self.port}"
 
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs."""
+        return None if self._process is None else self._process.pid
+
     def start(self) -> EmbeddedServer:
         args = [
             str(self.binary),

@@ -17,6 +17,9 @@ import pytest
 
 from aioredismq.client import Client
 from aioredismq.connection import Connection
+from aioredismq.errors import ClosedError
+from aioredismq.message import Message
+from runner.server import EmbeddedServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -166,3 +169,47 @@ async def _pending(conn: Connection) -> list[int]:
     return [
         (await conn.execute("XPENDING", f"{{crash:{i}}}", "g"))[0] for i in range(4)
     ]
+
+
+async def test_stops_are_bounded_when_the_server_stops_answering() -> None:
+    # A frozen server (SIGSTOP): connections stay open, nothing is answered.
+    # Without a socket timeout a send waits for ever, but stopping a
+    # consumer and closing the client take their timeouts, not for ever.
+    with EmbeddedServer("valkey") as server:
+        assert server.pid is not None
+        client = await Client.connect(server.url)
+        topic = await client.create_topic("frozen", 2)
+        producer = client.producer(topic)
+        consumer = client.consumer(topic, "g", "c1", block_ms=50)
+        handled: list[bytes] = []
+
+        async def handle(message: Message) -> None:
+            handled.append(message.payload)
+
+        running = asyncio.create_task(consumer.run(handle))
+        await producer.send(b"before")
+        async with asyncio.timeout(5):
+            while not handled:
+                await asyncio.sleep(0.01)
+        os.kill(server.pid, signal.SIGSTOP)
+        try:
+            sending = asyncio.create_task(producer.send(b"unanswered"))
+            await asyncio.sleep(0.2)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            await consumer.stop(timeout_s=0.5)
+            await running
+            stop_s = loop.time() - started
+            started = loop.time()
+            await client.close(timeout_s=0.5)
+            close_s = loop.time() - started
+        finally:
+            os.kill(server.pid, signal.SIGCONT)
+        assert sending.done()
+        assert isinstance(sending.exception(), ClosedError)
+    # Handlers (none running), reads in flight and last acks: 0.5 s each at
+    # most; the producer's close as long for the unanswered send, then the
+    # connection closes.
+    assert stop_s < 2.5
+    assert close_s < 2.5
+    assert handled == [b"before"]
