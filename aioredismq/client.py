@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import inspect
 import itertools
 import logging
 import operator
@@ -510,7 +511,9 @@ class Consumer(_Running):
         handler and ack; no task is made per message. A lost connection or a
         busy server is waited out; an error retrying cannot get past (say, a
         partition's key replaced by another type) ends reading, lets running
-        handlers finish and is raised here (the iterator raises it too).
+        handlers finish and is raised here (the iterator raises it too). A
+        handler that is not async is refused with TypeError at its first
+        message, which stays pending.
         """
         await self.start()
         workers = [
@@ -519,20 +522,34 @@ class Consumer(_Running):
         ]
         self._handlers.update(workers)
         try:
-            # Handlers cut off by `stop`'s timeout end as cancelled; that is
-            # how a stop ends `run`, not an error to raise.
-            results = await asyncio.gather(*workers, return_exceptions=True)
+            _, rest = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
+            if rest and self._failure is None:
+                # One failed (a handler that is not async): the others would
+                # wait for messages for ever.
+                for task in rest:
+                    task.cancel()
+            if rest:  # after a failed read they end once their handler has
+                await asyncio.wait(rest)
+        except asyncio.CancelledError:
+            for task in workers:
+                task.cancel()
+            await asyncio.wait(workers)
+            raise
         finally:
             self._handlers.difference_update(workers)
         if self._failure is not None:
             raise self._failure
-        for result in results:
-            if isinstance(result, Exception):
-                raise result
+        # Handlers cut off by `stop`'s timeout end as cancelled; that is how
+        # a stop ends `run`, not an error to raise.
+        for task in workers:
+            error = None if task.cancelled() else task.exception()
+            if error is not None:
+                raise error
 
     async def _work(self, handler: Handler) -> None:
         ready = self._ready
         ack_after = self.ack_mode is AckMode.AFTER_HANDLER
+        checked = False  # whether the handler was seen to return an awaitable
         # Handled messages are acked together: before waiting for more (so
         # the reader's next round trip carries them), every ACK_CHUNK
         # messages, and when the worker ends, cut off by a stop included.
@@ -559,8 +576,12 @@ class Consumer(_Running):
                         return  # the rest stays pending (see `stop`)
                     self._turn_budget -= 1
                     try:
-                        await handler(message)
-                    except asyncio.CancelledError:
+                        outcome = handler(message)
+                        if not checked:
+                            _check_awaitable(outcome, handler)
+                            checked = True
+                        await outcome
+                    except (asyncio.CancelledError, _NotAwaitableError):
                         raise
                     except Exception as err:
                         logger.warning("handler failed for %r: %s", message.id, err)
@@ -609,6 +630,20 @@ class Consumer(_Running):
                 await asyncio.wait(late)
         await self._engine.stop(timeout_s)
         self._engine_stopped = True
+
+
+class _NotAwaitableError(TypeError):
+    """`run` was given a handler that is not async."""
+
+
+def _check_awaitable(outcome: object, handler: object) -> None:
+    if not inspect.isawaitable(outcome):
+        # Its work is done (and would be done again on redelivery), but the
+        # message cannot be acked as handled: stop here, loudly.
+        raise _NotAwaitableError(
+            f"handler {handler!r} returned {type(outcome).__name__}, not an "
+            "awaitable: pass an async function (async def)"
+        )
 
 
 class Subscriber(_Running):

@@ -384,6 +384,38 @@ async def test_admin_errors_are_the_servers_not_a_crash(client: Client) -> None:
         await client.stream_lengths(topic)
 
 
+async def test_a_handler_that_is_not_async_is_refused_loudly(
+    client: Client,
+) -> None:
+    topic = await client.create_topic("sync", 1)
+    await client.producer(topic).send(b"x")
+    consumer = client.consumer(topic, "g", "c1", concurrency=3)
+    calls: list[bytes] = []
+
+    def handle(message: Message) -> None:
+        calls.append(message.payload)
+
+    with pytest.raises(TypeError, match=r"returned NoneType, not an awaitable"):
+        async with asyncio.timeout(5):
+            await consumer.run(handle)  # type: ignore[arg-type]
+    await consumer.stop()
+    assert calls == [b"x"]
+    assert await client.pending(topic, "g") == [1]  # not acked as handled
+
+    # A plain function that returns a coroutine is an async handler too.
+    async def later(message: Message) -> None:
+        calls.append(message.payload)
+
+    again = client.consumer(topic, "g", "c1", claim_idle_ms=None)
+    running = asyncio.create_task(again.run(lambda message: later(message)))
+    async with asyncio.timeout(5):
+        while len(calls) < 2:
+            await asyncio.sleep(0.01)
+    await again.stop()
+    await running
+    assert await client.pending(topic, "g") == [0]
+
+
 async def test_admin_surface(client: Client) -> None:
     topic = await client.create_topic("adm", 2)
     producer = client.producer(topic)
