@@ -39,7 +39,12 @@ from aioredismq.consumer import (
     GroupConsumer,
     check_ack_mode,
 )
-from aioredismq.errors import ClosedError, ConfigError, RedisConnectionError
+from aioredismq.errors import (
+    ClosedError,
+    ConfigError,
+    RedisConnectionError,
+    check_whole,
+)
 from aioredismq.keys import META_PREFIX, dead_letter_key
 from aioredismq.message import Message, parse_entries, parse_fields
 from aioredismq.producer import Producer
@@ -263,14 +268,20 @@ class Client:
 
     # producers and consumers
 
+    def _check_open(self) -> None:
+        if self._closing:
+            raise ClosedError("client is closed")
+
     def producer(self, topic: Topic, **options: Any) -> Producer:
         """A producer on the shared connection (see `Producer` for options)."""
+        self._check_open()
         producer = Producer(self._cluster or self._conn, topic, **options)
         self._owned.append(producer)
         return producer
 
     def consumer(self, topic: Topic, group: str, name: str, **options: Any) -> Consumer:
         """A group member; start it with `async with` or `await start()`."""
+        self._check_open()
         source = self._cluster or self.settings
         consumer = Consumer(source, topic, group, name, **options)
         self._owned.append(consumer)
@@ -278,6 +289,7 @@ class Client:
 
     def subscriber(self, topic: Topic, **options: Any) -> Subscriber:
         """A reader outside any group: every message, from a position."""
+        self._check_open()
         subscriber = Subscriber(self._cluster or self.settings, topic, **options)
         self._owned.append(subscriber)
         return subscriber
@@ -345,8 +357,7 @@ class Consumer(_Running):
         max_deliveries: int | None = 10,
     ) -> None:
         for option, value in (("prefetch", prefetch), ("concurrency", concurrency)):
-            if value < 1:
-                raise ConfigError("consumer", option, value, ">= 1")
+            check_whole("consumer", option, value, 1)
         ack_mode = check_ack_mode(ack_mode)
         self.ack_mode = ack_mode
         self.concurrency = concurrency
@@ -668,8 +679,7 @@ class Subscriber(_Running):
         block_ms: int = 100,
     ) -> None:
         for option, value in (("count", count), ("block_ms", block_ms)):
-            if value < 1:
-                raise ConfigError("subscriber", option, value, ">= 1")
+            check_whole("subscriber", option, value, 1)
         check_position("subscriber", "start", start)
         self._source = source
         self.topic = topic

@@ -182,6 +182,9 @@ class ConnectionSettings:
         and for TLS redis-py's `ssl_ca_certs`, `ssl_certfile`, `ssl_keyfile`
         and `ssl_cert_reqs` (`none` turns certificate checks off). Keyword
         overrides win over the URL."""
+        if not isinstance(url, str):
+            allowed = "expected a str such as redis://host:6379"
+            raise ConfigError("url", None, url, allowed)
         parts = urlsplit(url)
         if parts.scheme not in ("redis", "rediss"):
             allowed = "expected redis://host:port or rediss://host:port"

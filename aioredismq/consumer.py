@@ -45,6 +45,7 @@ from aioredismq.errors import (
     ConfigError,
     NoGroupError,
     RedisConnectionError,
+    check_whole,
 )
 from aioredismq.message import (
     FIELD_PAYLOAD,
@@ -451,8 +452,8 @@ class GroupConsumer:
             ("claim_interval_ms", claim_interval_ms, 1),
             ("max_deliveries", max_deliveries, 1),
         ):
-            if value is not None and value < low:
-                raise ConfigError("consumer", option, value, f">= {low}")
+            if value is not None:
+                check_whole("consumer", option, value, low)
         if max_deliveries is not None and claim_idle_ms is None:
             allowed = "set claim_idle_ms too: redeliveries come from recovery"
             raise ConfigError("consumer", "max_deliveries", max_deliveries, allowed)

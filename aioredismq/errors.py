@@ -52,6 +52,7 @@ __all__ = [
     "WorkerError",
     "WorkloadError",
     "check_misspelt_keys",
+    "check_whole",
     "reply_error",
 ]
 
@@ -226,6 +227,12 @@ class CapacityTimeoutError(AioRedisMQError):
 
 class WorkerError(AioRedisMQError):
     """A benchmark worker process failed or went away."""
+
+
+def check_whole(source: str, option: str, value: object, low: int) -> None:
+    """Refuse anything but an integer (not a bool) of at least `low`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(source, option, value, f"expected an integer >= {low}")
 
 
 def check_misspelt_keys(

@@ -23,6 +23,7 @@ from aioredismq.errors import (
     ConfigError,
     RedisConnectionError,
     ServerBusyError,
+    check_whole,
 )
 from aioredismq.keys import partition_for_key
 from aioredismq.message import FIELD_KEY, encode_fields
@@ -91,18 +92,23 @@ class Producer:
         retries: int = 3,
         batch_max: int = 32,
     ) -> None:
-        if max_in_flight < 1:
-            raise ConfigError("producer", "max_in_flight", max_in_flight, ">= 1")
-        if batch_max < 1:
-            raise ConfigError("producer", "batch_max", batch_max, ">= 1")
-        if capacity_timeout_s is not None and not capacity_timeout_s > 0:
+        for option, value, low in (
+            ("max_in_flight", max_in_flight, 1),
+            ("batch_max", batch_max, 1),
+            ("retries", retries, 0),
+            ("maxlen_approx", maxlen_approx, 1),
+            ("max_age_ms", max_age_ms, 1),
+        ):
+            if value is not None:
+                check_whole("producer", option, value, low)
+        if capacity_timeout_s is not None and (
+            isinstance(capacity_timeout_s, bool)
+            or not isinstance(capacity_timeout_s, (int, float))
+            or not capacity_timeout_s > 0
+        ):
             raise ConfigError(
                 "producer", "capacity_timeout_s", capacity_timeout_s, "> 0 or None"
             )
-        if maxlen_approx is not None and maxlen_approx < 1:
-            raise ConfigError("producer", "maxlen_approx", maxlen_approx, ">= 1")
-        if max_age_ms is not None and max_age_ms < 1:
-            raise ConfigError("producer", "max_age_ms", max_age_ms, ">= 1")
         if maxlen_approx is not None and max_age_ms is not None:
             raise ConfigError(
                 "producer", "max_age_ms", max_age_ms, "give it or maxlen_approx"

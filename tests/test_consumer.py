@@ -203,6 +203,11 @@ async def test_subscriber_from_an_entry_id_reads_what_follows_it(
         (lambda c, t: c.subscriber(t, start="latest"), "start: 'latest'"),
         (lambda c, t: c.subscriber(t, start="1-2-3"), "start: '1-2-3'"),
         (lambda c, t: c.consumer(t, "g", "c", ack_mode="auto"), "ack_mode: 'auto'"),
+        (lambda c, t: c.consumer(t, "g", "c", prefetch="5"), "prefetch: '5' is not"),
+        (lambda c, t: c.producer(t, max_in_flight="9"), "max_in_flight: '9' is"),
+        (lambda c, t: c.producer(t, batch_max=1.5), "batch_max: 1.5 is not"),
+        (lambda c, t: c.producer(t, retries=-1), "retries: -1 is not allowed"),
+        (lambda c, t: c.producer(t, capacity_timeout_s="1"), "capacity_timeout_s"),
         (lambda c, t: Topic("{orders}", 2), "name: '{orders}' is not"),
         (lambda c, t: Topic("", 2), "name: '' is not"),
         (
@@ -414,6 +419,18 @@ async def test_a_handler_that_is_not_async_is_refused_loudly(
     await again.stop()
     await running
     assert await client.pending(topic, "g") == [0]
+
+
+async def test_a_closed_client_makes_nothing_more(redis_url: str) -> None:
+    client = await Client.connect(redis_url)
+    topic = await client.create_topic("closed", 1)
+    await client.close()
+    with pytest.raises(ClosedError, match="client is closed"):
+        client.consumer(topic, "g", "c1")
+    with pytest.raises(ClosedError, match="client is closed"):
+        client.producer(topic)
+    with pytest.raises(ClosedError, match="client is closed"):
+        client.subscriber(topic)
 
 
 async def test_admin_surface(client: Client) -> None:

@@ -615,6 +615,8 @@ def test_url_ports() -> None:
     for bad in ("redis://h:0", "redis://h:70000", "redis://h:x"):
         with pytest.raises(ConfigError, match="url: port: .* expected 1-65535"):
             ConnectionSettings.from_url(bad)
+    with pytest.raises(ConfigError, match="url: 6379 is not allowed; expected a str"):
+        ConnectionSettings.from_url(6379)  # type: ignore[arg-type]
 
 
 async def test_reply_deadlines_count_block_time_and_queue_position(
