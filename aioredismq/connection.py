@@ -57,6 +57,7 @@ from aioredismq.errors import (
     ReplyTimeoutError,
     ServerUnavailableError,
     check_misspelt_keys,
+    check_whole,
     reply_error,
 )
 
@@ -131,6 +132,10 @@ class ConnectionSettings:
     tls_verify: bool = True
 
     def __post_init__(self) -> None:
+        port = self.port
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            raise ConfigError("connection", "port", port, "expected 1-65535")
+        check_whole("connection", "db", self.db, 0)
         timeout_s = self.socket_timeout_s
         if timeout_s is not None and not (
             isinstance(timeout_s, int | float) and 0 < timeout_s < float("inf")

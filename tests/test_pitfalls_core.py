@@ -617,6 +617,10 @@ def test_url_ports() -> None:
             ConnectionSettings.from_url(bad)
     with pytest.raises(ConfigError, match="url: 6379 is not allowed; expected a str"):
         ConnectionSettings.from_url(6379)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="connection: port: 'x' is not allowed"):
+        ConnectionSettings.from_url("redis://h", port="x")
+    with pytest.raises(ConfigError, match="connection: db: -1 is not allowed"):
+        ConnectionSettings.from_url("redis://h", db=-1)
 
 
 async def test_reply_deadlines_count_block_time_and_queue_position(
