@@ -548,14 +548,18 @@ class Consumer(_Running):
             raise
         finally:
             self._handlers.difference_update(workers)
+        # Handlers cut off by `stop`'s timeout end as cancelled; that is how
+        # a stop ends `run`, not an error to raise. Every error is retrieved
+        # (after a failed read each handler task ends with it), one raised.
+        errors = [
+            error
+            for task in workers
+            if not task.cancelled() and (error := task.exception()) is not None
+        ]
         if self._failure is not None:
             raise self._failure
-        # Handlers cut off by `stop`'s timeout end as cancelled; that is how
-        # a stop ends `run`, not an error to raise.
-        for task in workers:
-            error = None if task.cancelled() else task.exception()
-            if error is not None:
-                raise error
+        if errors:
+            raise errors[0]
 
     async def _work(self, handler: Handler) -> None:
         ready = self._ready
