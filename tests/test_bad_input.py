@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from terminal import restore_ctrl_c
 
 from aioredismq.connection import ConnectionSettings
 from runner.server import EmbeddedServer, free_port
@@ -102,6 +103,7 @@ def start_bench(*args: str) -> tuple[subprocess.Popen[str], Path]:
         text=True,
         env=env,
         start_new_session=True,
+        preexec_fn=restore_ctrl_c,
     )
     return process, marker
 

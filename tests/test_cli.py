@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from terminal import restore_ctrl_c
 
 from runner import cli
 
@@ -35,6 +36,7 @@ def python(*args: str, stdout: int | None = None) -> subprocess.Popen[str]:
         stdout=stdout,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=restore_ctrl_c,
     )
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
+from terminal import restore_ctrl_c
 from test_bad_input import MARKER_VARIABLE, wait_for_no_leftovers
 
 from aioredismq.connection import ConnectionSettings
@@ -343,6 +344,7 @@ def run_on_terminal(
         stdout=slave,
         stderr=slave,
         start_new_session=True,
+        preexec_fn=restore_ctrl_c,
     )
     os.close(slave)
     received = bytearray()
