@@ -45,7 +45,7 @@ from aioredismq.errors import (
     ConfigError,
     NoGroupError,
     RedisConnectionError,
-    check_whole,
+    check_wholes,
 )
 from aioredismq.message import (
     FIELD_PAYLOAD,
@@ -444,16 +444,15 @@ class GroupConsumer:
         side: Connection | None = None,
         on_failure: Callable[[BaseException], None] | None = None,
     ) -> None:
-        for option, value, low in (
+        check_wholes(
+            "consumer",
             ("count", count, 1),
             ("block_ms", block_ms, 1),
             ("max_unacked", max_unacked, 1),
             ("claim_idle_ms", claim_idle_ms, 1),
             ("claim_interval_ms", claim_interval_ms, 1),
             ("max_deliveries", max_deliveries, 1),
-        ):
-            if value is not None:
-                check_whole("consumer", option, value, low)
+        )
         if max_deliveries is not None and claim_idle_ms is None:
             allowed = "set claim_idle_ms too: redeliveries come from recovery"
             raise ConfigError("consumer", "max_deliveries", max_deliveries, allowed)

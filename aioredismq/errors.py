@@ -53,6 +53,7 @@ __all__ = [
     "WorkloadError",
     "check_misspelt_keys",
     "check_whole",
+    "check_wholes",
     "reply_error",
 ]
 
@@ -233,6 +234,13 @@ def check_whole(source: str, option: str, value: object, low: int) -> None:
     """Refuse anything but an integer (not a bool) of at least `low`."""
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise ConfigError(source, option, value, f"expected an integer >= {low}")
+
+
+def check_wholes(source: str, *options: tuple[str, object, int]) -> None:
+    """`check_whole` for each (option, value, low) whose value is not None."""
+    for option, value, low in options:
+        if value is not None:
+            check_whole(source, option, value, low)
 
 
 def check_misspelt_keys(

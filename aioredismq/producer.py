@@ -23,7 +23,7 @@ from aioredismq.errors import (
     ConfigError,
     RedisConnectionError,
     ServerBusyError,
-    check_whole,
+    check_wholes,
 )
 from aioredismq.keys import partition_for_key
 from aioredismq.message import FIELD_KEY, encode_fields
@@ -92,15 +92,14 @@ class Producer:
         retries: int = 3,
         batch_max: int = 32,
     ) -> None:
-        for option, value, low in (
+        check_wholes(
+            "producer",
             ("max_in_flight", max_in_flight, 1),
             ("batch_max", batch_max, 1),
             ("retries", retries, 0),
             ("maxlen_approx", maxlen_approx, 1),
             ("max_age_ms", max_age_ms, 1),
-        ):
-            if value is not None:
-                check_whole("producer", option, value, low)
+        )
         if capacity_timeout_s is not None and (
             isinstance(capacity_timeout_s, bool)
             or not isinstance(capacity_timeout_s, (int, float))
