@@ -18,6 +18,7 @@ import inspect
 import itertools
 import logging
 import operator
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Self
@@ -66,6 +67,7 @@ ACK_CHUNK = 64
 #: partitions messages).
 TURN_MESSAGES = 64
 _PARTITION = operator.attrgetter("partition")
+_ENTRY_ID = re.compile(rb"\d+-\d+")
 _MESSAGE_ID = operator.attrgetter("id")
 
 
@@ -111,22 +113,29 @@ class Client:
     async def close(self, timeout_s: float = 10.0) -> None:
         """Stop consumers and subscribers, close producers, disconnect.
 
-        Each producer and consumer gets up to `timeout_s` for what it still
+        They end together, each with up to `timeout_s` for what it still
         waits for (see `Producer.close` and `Consumer.stop`).
         """
         self._closing = True
         owned, self._owned = self._owned, []
-        for item in reversed(owned):
+        endings: list[Awaitable[None]] = []
+        for item in owned:
             if isinstance(item, Producer):
-                await item.close(timeout_s)
+                endings.append(item.close(timeout_s))
             elif isinstance(item, Consumer):
-                await item.stop(timeout_s)
+                endings.append(item.stop(timeout_s))
             else:
-                await item.stop()
+                endings.append(item.stop())
+        # All at once: a server that stops answering costs each its timeout
+        # in parallel, not one after the other.
+        results = await asyncio.gather(*endings, return_exceptions=True)
         if self._cluster is not None:
             await self._cluster.close()
         else:
             await self._conn.close()
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     async def __aenter__(self) -> Client:
         return self
@@ -389,6 +398,9 @@ class Consumer(_Running):
         self._turn_budget = TURN_MESSAGES
         self._turn_waiters: list[asyncio.Future[None]] = []
         self._handlers: set[asyncio.Task[None]] = set()
+        # Each running handler task's handled messages not yet acked.
+        self._gathered: list[list[Message]] = []
+        self._stop_done = asyncio.Event()
         self._engine_stopped = False
         self._started = False
         self._stopped = asyncio.Event()
@@ -429,7 +441,10 @@ class Consumer(_Running):
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
         if not self._turn_waiters:
-            loop.call_soon(self._new_turn)
+            # Two hops: a timer or socket that became ready meanwhile is
+            # turned into a task step only on the loop's next pass, so the
+            # new turn comes one pass later than that, behind the step.
+            loop.call_soon(loop.call_soon, self._new_turn)
         self._turn_waiters.append(waiter)
         await waiter
 
@@ -460,8 +475,21 @@ class Consumer(_Running):
     async def ack(self, message: Message) -> None:
         """Acknowledge a message (manual mode; harmless otherwise).
 
-        Raises `ClosedError` after `stop`: the ack could no longer be sent.
+        Raises `ClosedError` after `stop`: the ack could no longer be sent,
+        and ValueError for a message this consumer's topic cannot hold (one
+        bad id would fail the acks sent with it).
         """
+        partitions = self._engine.topic.partitions
+        if not (
+            isinstance(message.partition, int)
+            and 0 <= message.partition < partitions
+            and isinstance(message.id, bytes)
+            and _ENTRY_ID.fullmatch(message.id)
+        ):
+            raise ValueError(
+                f"no message to ack: id {message.id!r} of partition "
+                f"{message.partition!r} (the topic has {partitions} partitions)"
+            )
         self._ack(message)
 
     def _ack(self, message: Message) -> None:
@@ -569,6 +597,7 @@ class Consumer(_Running):
         # the reader's next round trip carries them), every ACK_CHUNK
         # messages, and when the worker ends, cut off by a stop included.
         handled: list[Message] = []
+        self._gathered.append(handled)  # for a stop called by a handler
         try:
             while True:
                 messages: Iterator[Message]
@@ -579,7 +608,7 @@ class Consumer(_Running):
                 else:
                     if handled:
                         self._ack_handled(handled)
-                        handled = []
+                        handled.clear()
                     first = await self._next()
                     if first is None:
                         return
@@ -593,7 +622,9 @@ class Consumer(_Running):
                     try:
                         outcome = handler(message)
                         if not checked:
-                            _check_awaitable(outcome, handler)
+                            if not inspect.isawaitable(outcome):
+                                self._closing = True  # the others take no more
+                                raise _not_awaitable(outcome, handler)
                             checked = True
                         await outcome
                     except (asyncio.CancelledError, _NotAwaitableError):
@@ -606,10 +637,11 @@ class Consumer(_Running):
                             handled.append(message)
                             if len(handled) >= ACK_CHUNK:
                                 self._ack_handled(handled)
-                                handled = []
+                                handled.clear()
                 if ready and ready[0] is messages:
                     ready.popleft()  # used up
         finally:
+            self._gathered.remove(handled)
             if handled:
                 self._ack_handled(handled)
 
@@ -630,35 +662,49 @@ class Consumer(_Running):
         timeout, are not acked: they stay pending in the group and come back
         on this consumer's next start or through another member's recovery.
         """
+        caller = asyncio.current_task()
         if self._stopped.is_set():
+            # A stop is under way or done: wait for it, unless called from a
+            # handler, which that stop may itself be waiting for.
+            if caller not in self._handlers:
+                await self._stop_done.wait()
             return
         self._stopped.set()
         self._closing = True
         self._ready.clear()
         self._wake()
         self._engine.pause()
-        if self._handlers:
-            _, late = await asyncio.wait(set(self._handlers), timeout=timeout_s)
-            for task in late:
-                task.cancel()
-            if late:
-                await asyncio.wait(late)
-        await self._engine.stop(timeout_s)
-        self._engine_stopped = True
+        try:
+            # A handler that calls stop is not waited for: it waits for stop.
+            others = self._handlers - {caller}
+            if others:
+                _, late = await asyncio.wait(others, timeout=timeout_s)
+                for task in late:
+                    task.cancel()
+                if late:
+                    await asyncio.wait(late)
+            # What running handlers handled and have not passed on yet (the
+            # caller's own, when a handler stops the consumer) is acked now.
+            for handled in self._gathered:
+                self._ack_handled(handled)
+                handled.clear()
+            await self._engine.stop(timeout_s)
+        finally:
+            self._engine_stopped = True
+            self._stop_done.set()
 
 
 class _NotAwaitableError(TypeError):
     """`run` was given a handler that is not async."""
 
 
-def _check_awaitable(outcome: object, handler: object) -> None:
-    if not inspect.isawaitable(outcome):
-        # Its work is done (and would be done again on redelivery), but the
-        # message cannot be acked as handled: stop here, loudly.
-        raise _NotAwaitableError(
-            f"handler {handler!r} returned {type(outcome).__name__}, not an "
-            "awaitable: pass an async function (async def)"
-        )
+def _not_awaitable(outcome: object, handler: object) -> _NotAwaitableError:
+    # Its work is done (and would be done again on redelivery), but the
+    # message cannot be acked as handled: stop here, loudly.
+    return _NotAwaitableError(
+        f"handler {handler!r} returned {type(outcome).__name__}, not an "
+        "awaitable: pass an async function (async def)"
+    )
 
 
 class Subscriber(_Running):

@@ -226,10 +226,11 @@ async def test_options_refused_at_construction_name_themselves(
 
 
 @pytest.mark.parametrize(
-    ("style", "concurrency"), [("run", 1), ("run", 10), ("iterator", 1)]
+    ("style", "concurrency", "tick_s"),
+    [("run", 1, 0), ("run", 10, 0), ("iterator", 1, 0), ("run", 10, 0.0001)],
 )
 async def test_handlers_that_never_suspend_still_let_other_tasks_run(
-    client: Client, style: str, concurrency: int
+    client: Client, style: str, concurrency: int, tick_s: float
 ) -> None:
     # One read brings 1,000 messages; handlers that never await would hold
     # the loop for all of them. A ticker counts the loop's turns: each
@@ -243,13 +244,18 @@ async def test_handlers_that_never_suspend_still_let_other_tasks_run(
     seen: list[int] = []
 
     async def ticker() -> None:
+        # With tick_s > 0 it waits on a timer, which becomes a task step
+        # only a loop pass after it fires.
         nonlocal ticks
         while True:
-            await asyncio.sleep(0)
+            await asyncio.sleep(tick_s)
             ticks += 1
 
     async def handle(message: Message) -> None:
         seen.append(ticks)
+        until = time.perf_counter() + tick_s / 4  # keeps the timer due
+        while time.perf_counter() < until:
+            pass
 
     ticking = asyncio.create_task(ticker())
     try:
@@ -397,7 +403,7 @@ async def test_a_handler_that_is_not_async_is_refused_loudly(
     client: Client,
 ) -> None:
     topic = await client.create_topic("sync", 1)
-    await client.producer(topic).send(b"x")
+    await client.producer(topic).send_many([b"x", b"y", b"z"])
     consumer = client.consumer(topic, "g", "c1", concurrency=3)
     calls: list[bytes] = []
 
@@ -408,8 +414,8 @@ async def test_a_handler_that_is_not_async_is_refused_loudly(
         async with asyncio.timeout(5):
             await consumer.run(handle)  # type: ignore[arg-type]
     await consumer.stop()
-    assert calls == [b"x"]
-    assert await client.pending(topic, "g") == [1]  # not acked as handled
+    assert calls == [b"x"]  # once, though three handler tasks ran
+    assert await client.pending(topic, "g") == [3]  # none acked as handled
 
     # A plain function that returns a coroutine is an async handler too.
     async def later(message: Message) -> None:
@@ -418,7 +424,7 @@ async def test_a_handler_that_is_not_async_is_refused_loudly(
     again = client.consumer(topic, "g", "c1", claim_idle_ms=None)
     running = asyncio.create_task(again.run(lambda message: later(message)))
     async with asyncio.timeout(5):
-        while len(calls) < 2:
+        while len(calls) < 4:
             await asyncio.sleep(0.01)
     await again.stop()
     await running
@@ -435,6 +441,73 @@ async def test_a_closed_client_makes_nothing_more(redis_url: str) -> None:
         client.producer(topic)
     with pytest.raises(ClosedError, match="client is closed"):
         client.subscriber(topic)
+
+
+async def test_stop_called_by_a_handler(client: Client) -> None:
+    # The handler that stops the consumer is not waited for (it waits for
+    # stop); what was handled before it is acked, the rest stays pending.
+    topic = await client.create_topic("self-stop", 1)
+    await client.producer(topic).send_many([b"%d" % i for i in range(20)])
+    consumer = client.consumer(topic, "g", "c1", concurrency=1)
+    handled: list[bytes] = []
+    stop_s: list[float] = []
+
+    async def handle(message: Message) -> None:
+        handled.append(message.payload)
+        if len(handled) == 5:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            await consumer.stop(timeout_s=5)
+            stop_s.append(loop.time() - started)
+
+    async with asyncio.timeout(10):
+        await consumer.run(handle)
+    assert handled == [b"%d" % i for i in range(5)]
+    assert stop_s and stop_s[0] < 2
+    # The four before the stopping one were acked; it and the rest pending.
+    assert await client.pending(topic, "g") == [16]
+
+
+async def test_a_second_stop_waits_for_the_first(client: Client) -> None:
+    topic = await client.create_topic("two-stops", 1)
+    await client.producer(topic).send(b"x")
+    consumer = client.consumer(topic, "g", "c1")
+    release = asyncio.Event()
+    started = asyncio.Event()
+
+    async def handle(message: Message) -> None:
+        started.set()
+        await release.wait()
+
+    running = asyncio.create_task(consumer.run(handle))
+    await started.wait()
+    first = asyncio.create_task(consumer.stop(timeout_s=5))
+    await asyncio.sleep(0.05)
+    second = asyncio.create_task(consumer.stop(timeout_s=5))
+    await asyncio.sleep(0.1)
+    assert not second.done()  # the handler still runs
+    release.set()
+    async with asyncio.timeout(5):
+        await asyncio.gather(first, second, running)
+    assert await client.pending(topic, "g") == [0]
+
+
+async def test_ack_refuses_what_is_no_message_of_the_topic(client: Client) -> None:
+    topic = await client.create_topic("bad-ack", 2)
+    await client.producer(topic).send_many([b"a", b"b"])
+    consumer = client.consumer(topic, "g", "c1", ack_mode="manual")
+    got = await collect(consumer, 2)
+    for bad in (
+        Message(b"garbage", 0, b""),
+        Message(got[0].id, 7, b""),
+        Message(got[0].id, -1, b""),
+    ):
+        with pytest.raises(ValueError, match="no message to ack"):
+            await consumer.ack(bad)
+    for message in got:
+        await consumer.ack(message)
+    await consumer.stop()
+    assert await client.pending(topic, "g") == [0, 0]
 
 
 async def test_admin_surface(client: Client) -> None:
