@@ -548,10 +548,11 @@ class GroupConsumer:
     def _task_ended(self, task: asyncio.Task[None]) -> None:
         """A reader or the sweeper ended on its own: an error it cannot get
         past (connection losses and busy servers it waits out)."""
-        if task.cancelled() or self._stopping or task.exception() is None:
+        if task.cancelled() or self._stopping:
             return
         error = task.exception()
-        assert error is not None
+        if error is None:
+            return
         logger.error("consumer %s: %s ended: %s", self.name, task.get_name(), error)
         if self.failure is None:
             self.failure = error
@@ -705,16 +706,12 @@ class GroupConsumer:
             try:
                 await self._read(conn, keys)
                 return
-            except RedisConnectionError as err:
-                if self._stopping:
-                    return
-                logger.warning(
-                    "consumer %s lost its connection (%s); reconnecting", self.name, err
-                )
-                await asyncio.sleep(backoff_s)
-                backoff_s = min(backoff_s * 2, BACKOFF_MAX_S)
             except AioRedisMQError as err:
-                if not err.retriable or self._stopping:
+                # A lost connection or a busy server is waited out; anything
+                # else ends reading (see `_task_ended`).
+                if self._stopping and err.retriable:
+                    return
+                if not err.retriable:
                     raise
                 logger.warning(
                     "consumer %s: %s; reading again in %.1f s",

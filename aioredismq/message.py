@@ -39,12 +39,13 @@ _THIRD = itemgetter(2)
 _FOURTH = itemgetter(3)
 
 
-def _as_bytes(value: str | bytes, what: str = "a header name or value") -> bytes:
+def _as_bytes(value: str | bytes) -> bytes:
     if isinstance(value, str):
         return value.encode()
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
-    raise TypeError(f"{what} must be str or bytes, not {type(value).__name__}")
+    kind = type(value).__name__
+    raise TypeError(f"a header name or value must be str or bytes, not {kind}")
 
 
 def encode_fields(

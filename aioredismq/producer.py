@@ -52,6 +52,14 @@ def _check_payload(payload: object) -> None:
         )
 
 
+def _encoded_key(key: str | bytes) -> bytes:
+    if isinstance(key, bytes):
+        return key
+    if isinstance(key, str):
+        return key.encode()
+    raise TypeError(f"a key must be str, bytes or None, not {type(key).__name__}")
+
+
 def _bulk(data: bytes) -> bytes:
     return b"$%d\r\n%b\r\n" % (len(data), data)
 
@@ -239,34 +247,22 @@ class Producer:
             future = self._loop.create_future()
             future.set_result([])
             return future
-        for payload in payloads:
-            if type(payload) is not bytes:
-                _check_payload(payload)
-        if keys is not None:
-            for key in keys:
-                if key is not None and not isinstance(key, (str, bytes)):
-                    kind = type(key).__name__
-                    raise TypeError(f"a key must be str, bytes or None, not {kind}")
         ts = b"%d" % (time.time_ns() // 1000)
+        try:
+            # Nothing is written unless the whole batch encodes.
+            if self._router is not None:
+                routed = self._encode_routed(payloads, keys, ts)
+            else:
+                commands = self._encode_batch(payloads, keys, ts)
+        except TypeError:
+            for payload in payloads:  # a bad payload's clear message...
+                _check_payload(payload)
+            raise  # ...or a bad key's, from `_encoded_key`
         if self._router is not None:
-            middle = self._middle_for(ts)
-            routed = []
-            for i, payload in enumerate(payloads):
-                key = None if keys is None else keys[i]
-                key_bytes = key.encode() if isinstance(key, str) else key
-                partition = self._partition(key_bytes)
-                routed.append(
-                    (
-                        self.topic.stream_keys[partition],
-                        self._encode_one(partition, payload, key_bytes, middle, None),
-                    )
-                )
             future = asyncio.ensure_future(self._router.request_by_key(routed))
         else:
             try:
-                future = self.connection.request(
-                    self._encode_batch(payloads, keys, ts), count
-                )
+                future = self.connection.request(commands, count)
             except RedisConnectionError:
                 self._reopen_later()
                 raise
@@ -318,6 +314,23 @@ class Producer:
             return index
         return partition_for_key(key, self.topic.partitions)
 
+    def _encode_routed(
+        self,
+        payloads: Sequence[bytes],
+        keys: Sequence[str | bytes | None] | None,
+        ts: bytes,
+    ) -> list[tuple[str, bytes]]:
+        """One XADD per message with its stream, for a cluster to route."""
+        middle = self._middle_for(ts)
+        routed = []
+        for i, payload in enumerate(payloads):
+            key = None if keys is None else keys[i]
+            key_bytes = None if key is None else _encoded_key(key)
+            partition = self._partition(key_bytes)
+            encoded = self._encode_one(partition, payload, key_bytes, middle, None)
+            routed.append((self.topic.stream_keys[partition], encoded))
+        return routed
+
     def _encode_batch(
         self,
         payloads: Sequence[bytes],
@@ -348,7 +361,7 @@ class Producer:
                 append(middle)
                 append(b"$%d\r\n%b\r\n" % (len(payload), payload))
                 continue
-            key_bytes = key.encode() if isinstance(key, str) else key
+            key_bytes = _encoded_key(key)
             append(self._keyed_heads[self._partition(key_bytes)])
             append(middle)
             append(b"$%d\r\n%b\r\n" % (len(payload), payload))
@@ -388,9 +401,8 @@ class Producer:
         """Add one XADD to the batch being gathered; write the batch at once
         once it holds `batch_max` messages, else at the end of this tick."""
         # A value the batch's join would refuse fails this call alone, before
-        # anything is queued, instead of the whole batch.
-        # (Keys and headers are checked as the message is encoded, also before
-        # it joins the batch.)
+        # anything is queued, instead of the whole batch (keys and headers
+        # are checked as the message is encoded, also before it is queued).
         if type(payload) is not bytes:
             _check_payload(payload)
         queued = self._queued
@@ -415,10 +427,7 @@ class Producer:
                 b"\r\n",
             )
         else:
-            if key is not None and not isinstance(key, (str, bytes)):
-                kind = type(key).__name__
-                raise TypeError(f"a key must be str, bytes or None, not {kind}")
-            key_bytes = key.encode() if isinstance(key, str) else key
+            key_bytes = None if key is None else _encoded_key(key)
             partition = self._partition(key_bytes)
             queued.append(
                 self._encode_one(partition, payload, key_bytes, self._middle, headers)

@@ -100,6 +100,8 @@ async def test_send_many_of_nothing_or_of_bad_values(conn: Connection) -> None:
         producer.send_many([b"a", b"b"], keys=["x"])
     with pytest.raises(TypeError, match="payload must be bytes"):
         producer.send_many([b"a", "b"])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="key must be str, bytes or None, not int"):
+        producer.send_many([b"a", b"b"], keys=["k", 5])  # type: ignore[list-item]
     # The connection still serves the next batch and single sends.
     replies = await producer.send_many([b"a", b"b"])
     assert len(replies) == 2 and not any(map(is_reply_error, replies))
